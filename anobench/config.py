@@ -1,0 +1,214 @@
+"""Typed run configuration and the training presets.
+
+A :class:`RunConfig` fully describes one run; it is serialised into every result (MLflow params,
+the config JSON artifact, the results CSV) and its :meth:`RunConfig.key` identifies the run.
+
+Example:
+    >>> cfg = RunConfig(objective="firm", scorers=["knn"], train=preset("smoke"))
+    >>> cfg.train.inliers_per_batch, cfg.train.outliers_per_batch
+    (4, 12)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from anobench.errors import ConfigError, UnknownNameError
+
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model, batch and optimisation settings of one training run.
+
+    The budget is ``steps`` if set, else ``epochs``; one epoch draws every normal training image
+    once as an inlier (``ceil(n_normal / inliers_per_batch)`` steps), the same amount of data as
+    one epoch of the paper's 4x-enlarged set at a 1:3 ratio.
+
+    Attributes:
+        width: Width multiplier of the CIFAR ResNet-18 (1.0 = 11.2M parameters).
+        head_hidden: Hidden width of the projection head.
+        head_layers: Number of linear layers in the projection head.
+        head_out: Output width of the projection head.
+        batch_size: Samples per step, inliers and outliers together (each seen in two views).
+        outlier_ratio: Outliers per inlier in every batch (3.0 = the paper's 1:3).
+        epochs: Training length in epochs, used when ``steps`` is None.
+        steps: Training length in optimiser steps; overrides ``epochs``.
+        lr: Peak learning rate of the OneCycle schedule.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        warmup_fraction: Fraction of the steps spent warming up (OneCycle ``pct_start``).
+        precision: "fp32", "bf16" (autocast, CPU and GPU) or "fp16" (autocast + grad scaling, GPU).
+        channels_last: Use the channels-last memory format for the convolutions.
+        compile: Wrap the model in ``torch.compile``.
+        eval_batch_size: Batch size when embedding images for scoring.
+    """
+
+    width: float = 1.0
+    head_hidden: int = 1024
+    head_layers: int = 8
+    head_out: int = 128
+    batch_size: int = 32
+    outlier_ratio: float = 3.0
+    epochs: int = 2000
+    steps: int | None = None
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    warmup_fraction: float = 0.01
+    precision: Precision = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        positive = {
+            "width": self.width,
+            "head_hidden": self.head_hidden,
+            "head_layers": self.head_layers,
+            "head_out": self.head_out,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "eval_batch_size": self.eval_batch_size,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        if self.steps is not None and self.steps <= 0:
+            raise ConfigError(f"steps must be > 0, got {self.steps}")
+        if self.outlier_ratio < 0:
+            raise ConfigError(f"outlier_ratio must be >= 0, got {self.outlier_ratio}")
+        if not 0 < self.warmup_fraction < 1:
+            raise ConfigError(f"warmup_fraction must be in (0, 1), got {self.warmup_fraction}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.inliers_per_batch < 1 or (self.outlier_ratio > 0 and self.outliers_per_batch < 1):
+            raise ConfigError(
+                f"batch_size {self.batch_size} is too small to hold an inlier and an outlier at "
+                f"outlier_ratio {self.outlier_ratio}; use batch_size >= {self.minimum_batch_size()}"
+            )
+
+    @property
+    def inliers_per_batch(self) -> int:
+        """Inliers in each batch: batch_size / (1 + outlier_ratio), rounded."""
+        return int(round(self.batch_size / (1.0 + self.outlier_ratio)))
+
+    @property
+    def outliers_per_batch(self) -> int:
+        """Outliers in each batch (the rest of the batch)."""
+        return self.batch_size - self.inliers_per_batch
+
+    def minimum_batch_size(self) -> int:
+        """The smallest batch that holds at least one inlier and one outlier at this ratio."""
+        size = 2
+        while True:
+            n_in = int(round(size / (1.0 + self.outlier_ratio)))
+            if n_in >= 1 and size - n_in >= 1:
+                return size
+            size += 1
+
+    def total_steps(self, n_normal: int) -> int:
+        """Optimiser steps of the run for ``n_normal`` normal training images."""
+        if self.steps is not None:
+            return self.steps
+        return self.epochs * -(-n_normal // self.inliers_per_batch)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # Seconds on a CPU: a tiny encoder, for tests and for checking a setup.
+    "smoke": TrainConfig(
+        width=0.125, head_hidden=64, head_layers=2, head_out=32, batch_size=16, steps=20,
+        lr=0.05, precision="fp32", eval_batch_size=256,
+    ),
+    # The CPU default: quarter-width ResNet-18 with the paper's head, bf16, 64 inliers +
+    # 192 rotation outliers per step, 100 steps (about a minute on 2 cores).
+    "quick": TrainConfig(
+        width=0.25, batch_size=256, steps=100, lr=0.05, precision="bf16", channels_last=True,
+    ),
+    # The paper's setting (method.md §5): full ResNet-18, batch 32, 2000 epochs, fp32. For GPUs.
+    "paper": TrainConfig(),
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The training preset ``name``.
+
+    Raises:
+        UnknownNameError: If there is no such preset.
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UnknownNameError("preset", name, sorted(PRESETS)) from None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run: what to train, on what data, how, and how to score.
+
+    Attributes:
+        objective: Registry name of the objective.
+        scorers: Scorer specs ("knn", "knn:k=1", ...), each applied to the one trained encoder.
+        objective_params: Constructor parameters of the objective (e.g. tau, mode).
+        outliers: Outlier-generator spec ("rot90+rot180+rot270" = the paper's rotations).
+        dataset: Registry name of the dataset.
+        data_root: Folder holding the dataset (None: ANOBENCH_DATA_ROOT or none needed).
+        normal_class: The normal class, by index or name (one-class protocol).
+        image_size: Side of the square images the model sees.
+        preset: Name of the preset ``train`` came from (recorded; ``train`` is authoritative).
+        seed: Seed of initialisation, batch sampling, outliers and augmentation.
+        device: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
+        train: The resolved training settings.
+    """
+
+    objective: str
+    scorers: list[str]
+    objective_params: dict[str, Any] = field(default_factory=dict)
+    outliers: str = "rot90+rot180+rot270"
+    dataset: str = "digits"
+    data_root: str | None = None
+    normal_class: str = "0"
+    image_size: int = 32
+    preset: str = "smoke"
+    seed: int = 0
+    device: str = "auto"
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not self.scorers:
+            raise ConfigError("at least one scorer is needed")
+        if self.image_size < 8:
+            raise ConfigError(f"image_size must be >= 8, got {self.image_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every setting, nested like the dataclasses."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The config as canonical JSON (sorted keys)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def key(self) -> str:
+        """A 16-hex-digit hash of the fully resolved config; equal configs share a key."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def flat_params(self) -> dict[str, str]:
+        """Every setting as a flat ``{dotted.name: str}`` dict (for MLflow params)."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and value:
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+        walk("", self.to_dict())
+        return out
