@@ -52,14 +52,35 @@ class TrainResult:
     images_per_s: float = 0.0
 
 
+ONE_CYCLE_DIV = 25.0
+ONE_CYCLE_FINAL_DIV = 1e4
+
+
+def one_cycle_factor(step: int, total_steps: int, warmup_fraction: float) -> float:
+    """Learning-rate multiplier of the OneCycle schedule (cosine warm-up, then cosine decay).
+
+    The shape of ``torch.optim.lr_scheduler.OneCycleLR`` with its defaults (start at
+    lr/25, peak lr after ``warmup_fraction`` of the steps, end at lr/(25 * 1e4)), written out so
+    that any number of steps works (OneCycleLR divides by zero for some short runs).
+    """
+    start, end = 1.0 / ONE_CYCLE_DIV, 1.0 / (ONE_CYCLE_DIV * ONE_CYCLE_FINAL_DIV)
+    warmup = warmup_fraction * total_steps
+
+    def cosine(a: float, b: float, fraction: float) -> float:
+        return b + (a - b) * (1.0 + math.cos(math.pi * min(max(fraction, 0.0), 1.0))) / 2.0
+
+    if step < warmup:
+        return cosine(start, 1.0, step / warmup)
+    return cosine(1.0, end, (step - warmup) / max(total_steps - warmup, 1e-9))
+
+
 def make_optimizer(
     params: list[torch.nn.Parameter], cfg: TrainConfig, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """SGD with momentum and weight decay under a OneCycle (cosine) schedule, as in the paper."""
+    """SGD with momentum and weight decay under the OneCycle schedule, as in the paper."""
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.warmup_fraction,
-        anneal_strategy="cos",
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: one_cycle_factor(step, total_steps, cfg.warmup_fraction)
     )
     return optimizer, scheduler
 
