@@ -82,6 +82,14 @@ class BatchComposer:
         self.outlier_fn, self.n_choices, self.recipe = outlier_fn, n_generator_choices, recipe
         self._order = torch.empty(0, dtype=torch.long, device=self.device)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The position in the current epoch, for checkpoints."""
+        return {"order": self._order.cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue the epoch a checkpoint stopped in."""
+        self._order = state["order"].to(self.device)
+
     def _next_inliers(self, generator: torch.Generator) -> torch.Tensor:
         parts, needed = [], self.n_inliers
         while needed > 0:

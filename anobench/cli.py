@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -17,9 +18,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from anobench.bench import BenchConfig, BenchResult, run_bench
 from anobench.config import PRESETS, RunConfig, preset
 from anobench.data import list_datasets
-from anobench.errors import AnobenchError
+from anobench.errors import AnobenchError, ConfigError
 from anobench.objectives import list_objectives
 from anobench.outliers import list_generators
 from anobench.runner import run_experiment
@@ -55,6 +57,7 @@ def run(
     preset_name: str = typer.Option("quick", "--preset", help="Training preset: smoke, quick, paper."),
     seed: int = typer.Option(0, help="Seed of initialisation, sampling, outliers and augmentation."),
     outliers: str = typer.Option("rot90+rot180+rot270", help="Outlier generators, '+'-joined."),
+    oe_source: Optional[str] = typer.Option(None, help="Outlier Exposure images for --outliers oe: a dataset name or an image folder."),
     objective_param: list[str] = typer.Option([], "--objective-param", "-p", help="Objective parameter key=value, repeatable (e.g. tau=0.2, mode=pairwise)."),
     epochs: Optional[int] = typer.Option(None, help="Training length in epochs (overrides the preset)."),
     steps: Optional[int] = typer.Option(None, help="Training length in steps (overrides epochs)."),
@@ -84,7 +87,7 @@ def run(
         config = RunConfig(
             objective=objective, scorers=scorer,
             objective_params=dict(parse_assignment(p) for p in objective_param),
-            outliers=outliers, dataset=dataset,
+            outliers=outliers, oe_source=oe_source, dataset=dataset,
             data_root=str(data_root) if data_root is not None else None,
             normal_class=normal_class, image_size=image_size, preset=preset_name, seed=seed,
             device=device, train=train_cfg,
@@ -124,6 +127,198 @@ def run(
         f"({result.train.images_per_s:.0f} img/s); total {result.total_wall_s:.1f} s; "
         f"MLflow run {result.run_id} in {tracker.tracking_uri}"
     )
+
+
+# --- sweep, leaderboard and ui commands (docs/sweeps.md) ---
+@app.command()
+def sweep(
+    file: Optional[Path] = typer.Argument(None, help="Sweep file (TOML, see benchmarks/); flags override its values."),
+    objective: list[str] = typer.Option([], help="Objective, repeatable."),
+    scorer: list[str] = typer.Option([], help="Scorer spec, repeatable; all are applied to each trained encoder."),
+    outliers: list[str] = typer.Option([], help="Outlier source ('+'-joined generators), repeatable."),
+    dataset: list[str] = typer.Option([], help="Dataset, repeatable."),
+    classes: Optional[str] = typer.Option(None, help="Normal classes: 'all' or a comma list (ids or names)."),
+    seeds: Optional[str] = typer.Option(None, help="Seeds: a comma list or a range like 0-4."),
+    preset_name: list[str] = typer.Option([], "--preset", help="Training preset, repeatable."),
+    objective_param: list[str] = typer.Option([], "--objective-param", "-p", help="Objective parameter key=value for every objective, repeatable."),
+    data_root: Optional[Path] = typer.Option(None, help="Dataset folder [default: $ANOBENCH_DATA_ROOT]."),
+    oe_source: Optional[str] = typer.Option(None, help="Outlier Exposure images for outlier sources with 'oe'."),
+    epochs: Optional[int] = typer.Option(None, help="Training length in epochs (overrides the presets)."),
+    steps: Optional[int] = typer.Option(None, help="Training length in steps (overrides epochs)."),
+    batch_size: Optional[int] = typer.Option(None, help="Samples per step."),
+    outlier_ratio: Optional[float] = typer.Option(None, help="Outliers per inlier."),
+    width: Optional[float] = typer.Option(None, help="ResNet-18 width multiplier."),
+    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16."),
+    image_size: Optional[int] = typer.Option(None, help="Side of the square images."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N (workers are pinned to one GPU each)."),
+    eval_checkpoints: Optional[int] = typer.Option(None, help="Test AUROC at this many evenly spaced points of training, for AULC (0 = off)."),
+    executor: str = typer.Option("local", help="local (worker processes) or ray."),
+    workers: Optional[int] = typer.Option(None, help="Local workers [default: one per GPU, else 1]."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address [default: start a local Ray instance]."),
+    cpus_per_run: Optional[int] = typer.Option(None, help="Ray: CPUs per run when there is no GPU [default: 1]."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Steps between training checkpoints [default: ten per run]."),
+    checkpoint_dir: Path = typer.Option(Path(".anobench/checkpoints"), help="Checkpoint folder."),
+    done_csv: list[Path] = typer.Option([], help="Exported results CSV whose run_key rows count as finished, repeatable."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
+    experiment: Optional[str] = typer.Option(None, help="MLflow experiment [default: the file's, else 'default']."),
+    output_dir: Path = typer.Option(Path("results"), help="Results CSV goes to OUTPUT_DIR/EXPERIMENT/runs.csv."),
+) -> None:
+    """Run a grid of runs on local workers or Ray; finished runs are skipped, interrupted ones
+    resume. Exit code 1 if any run failed."""
+    from anobench.scheduler import LocalExecutor, SweepOptions, run_sweep
+    from anobench.sweep import build_spec, expand
+    from anobench.sweep_display import SweepDisplay
+
+    try:
+        if executor not in ("local", "ray"):
+            raise ConfigError(f"--executor must be local or ray, got {executor!r}")
+        if executor == "local" and (address is not None or cpus_per_run is not None):
+            raise ConfigError(f"--{'address' if address is not None else 'cpus-per-run'} needs --executor ray")
+        if executor == "ray" and workers is not None:
+            raise ConfigError("--workers is for --executor local; Ray places runs by their resources (--cpus-per-run)")
+        spec = build_spec(
+            file, objectives=tuple(objective), scorers=tuple(scorer), outliers=tuple(outliers),
+            datasets=tuple(dataset), classes=classes, seeds=seeds, presets=tuple(preset_name),
+            objective_params=dict(parse_assignment(p) for p in objective_param), experiment=experiment,
+            data_root=str(data_root) if data_root is not None else None, oe_source=oe_source,
+            epochs=epochs, steps=steps, batch_size=batch_size, outlier_ratio=outlier_ratio, width=width,
+            precision=precision, image_size=image_size, device=device, eval_checkpoints=eval_checkpoints,
+        )
+        configs = expand(spec)
+        options = SweepOptions.resolve(spec.experiment, tracking_uri, output_dir, checkpoint_dir,
+                                       checkpoint_every, tuple(done_csv))
+        if executor == "ray":
+            from anobench.ray_executor import RayExecutor
+
+            chosen = RayExecutor(address=address, cpus_per_run=cpus_per_run or 1)
+        else:
+            chosen = LocalExecutor(workers=workers)
+        tune_malloc()
+        with SweepDisplay(err, chosen) as display:
+            report = run_sweep(configs, options, chosen, display, on_plan=display.plan)
+    except AnobenchError as error:
+        raise fail(str(error)) from None
+    ran = len(report.outcomes)
+    out.print(
+        f"{len(configs)} runs: {ran - len(report.failed)} finished, {len(report.skipped)} skipped "
+        f"(already finished), {len(report.failed)} failed; wall {report.wall_s:.1f} s; "
+        f"experiment {options.experiment!r} in {options.tracking_uri}", highlight=False,
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    preset_name: str = typer.Option("quick", "--preset", help="Preset whose model, batch and precision are measured."),
+    objective: str = typer.Option("firm", help="Objective of the pipeline measurement."),
+    width: Optional[float] = typer.Option(None, help="ResNet-18 width multiplier (overrides the preset)."),
+    head_layers: Optional[int] = typer.Option(None, help="Linear layers of the projection head."),
+    head_hidden: Optional[int] = typer.Option(None, help="Hidden width of the projection head."),
+    batch_size: Optional[int] = typer.Option(None, help="Samples per step, inliers and outliers together."),
+    precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16."),
+    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last", help="Channels-last memory format (default: the preset's)."),
+    compile_model: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (default: the preset's)."),
+    dataset: str = typer.Option("cifar10", help="Whose one-class training shape the random images take: cifar10, cifar100, fashion-mnist."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    steps: int = typer.Option(10, help="Timed steps of the model and of the pipeline, alternating; the fastest is kept."),
+    repeats: int = typer.Option(3, help="Timed repeats of the augmentation and baseline; the best is kept."),
+    warmup_steps: int = typer.Option(2, help="Untimed steps first."),
+    workers: int = typer.Option(2, help="DataLoader workers of the PIL pipelines."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Measure batched vs PIL augmentation."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Measure the authors'-style baseline epoch."),
+    malloc: bool = typer.Option(True, "--tune-malloc/--no-tune-malloc", help="Keep large buffers in glibc's heap (as `run` does)."),
+    json_output: bool = typer.Option(False, "--json", help="Table to stderr, one JSON line to stdout."),
+) -> None:
+    """Measure the model's limit, the training pipeline, the augmentation and the baseline."""
+    try:
+        overrides = {
+            k: v for k, v in {
+                "width": width, "head_layers": head_layers, "head_hidden": head_hidden,
+                "batch_size": batch_size, "precision": precision, "channels_last": channels_last,
+                "compile": compile_model,
+            }.items() if v is not None
+        }
+        config = BenchConfig(
+            train=dataclasses.replace(preset(preset_name), **overrides), preset=preset_name,
+            objective=objective, dataset=dataset, device=device, steps=steps, repeats=repeats,
+            warmup_steps=warmup_steps, augment=augment, pil_workers=workers, baseline=baseline,
+        )
+        tuned = tune_malloc() if malloc else False
+        with err.status("benchmarking") as status:
+            result = run_bench(config, log=status.update)
+    except AnobenchError as error:
+        raise fail(str(error)) from None
+    result.settings["malloc_tuned"] = tuned
+    (err if json_output else out).print(bench_table(result))
+    if json_output:
+        out.print(json.dumps(result.to_dict()), markup=False, highlight=False, soft_wrap=True)
+
+
+def bench_table(result: BenchResult) -> Table:
+    """The bench result as a table: every rate in augmented images (samples x 2 views) per second."""
+    s = result.settings
+    table = Table(title=(
+        f"{s['preset']} on {s['device']}: width {s['width']}, head {s['head']}, batch "
+        f"{s['batch_size']}, {s['precision']}{', channels-last' if s['channels_last'] else ''}"
+        f"{', compiled' if s['compile'] else ''}; {s['threads']} threads; fastest of {s['steps']} steps"
+    ))
+    for column in ("measure", "value", "what"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+
+    def row(name: str, value: float | None, fmt: str, what: str) -> None:
+        table.add_row(name, "-" if value is None else format(value, fmt), what)
+
+    row("model_img_s", result.model_img_s, ",.0f", "forward + backward + step on ready tensors (the limit)")
+    row("pipeline_img_s", result.pipeline_img_s, ",.0f", "full training step of the real loop")
+    row("efficiency", result.efficiency, ".3f", "pipeline / model")
+    row("augment_img_s", result.augment_img_s, ",.0f", "batched augmentation alone")
+    row("pil_augment_img_s", result.pil_augment_img_s, ",.0f", f"PIL + DataLoader, {s['pil_workers']} workers")
+    row("epoch_s", result.epoch_s, ",.1f", f"one-class {s['dataset']} epoch, {s['steps_per_epoch']} steps")
+    row("baseline_epoch_s", result.baseline_epoch_s, ",.1f", f"authors'-style pipeline, {s['baseline_steps_per_epoch']} steps")
+    row("speedup_vs_baseline", result.speedup_vs_baseline, ".2f", "baseline_epoch_s / epoch_s")
+    row("peak_rss_mb", result.peak_rss_mb, ",.0f", "after model and pipeline")
+    return table
+
+
+@app.command()
+def leaderboard(
+    experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="MLflow experiment."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
+    output_dir: Path = typer.Option(Path("results"), help="Files go to OUTPUT_DIR/EXPERIMENT/."),
+) -> None:
+    """Write runs.csv, per_class.csv, leaderboard.csv/.md and plots of an experiment's finished runs."""
+    from anobench.leaderboard import write_leaderboard
+
+    try:
+        paths = write_leaderboard(tracking_uri, experiment, output_dir)
+    except AnobenchError as error:
+        raise fail(str(error)) from None
+    out.print(paths["leaderboard.md"].read_text(), markup=False, highlight=False)
+    out.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def ui(
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
+    host: str = typer.Option("127.0.0.1", help="Interface to serve on."),
+    port: int = typer.Option(5000, help="Port to serve on."),
+) -> None:
+    """Start the MLflow UI on the store, print its URL, and serve until interrupted."""
+    from anobench.ui import launch_ui
+
+    try:
+        server = launch_ui(tracking_uri, host, port)
+    except AnobenchError as error:
+        raise fail(str(error)) from None
+    out.print(f"MLflow UI: {server.url}  (Ctrl-C stops it)", highlight=False)
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+# --- end of sweep, leaderboard and ui commands ---
 
 
 @app.command("list")

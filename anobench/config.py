@@ -157,7 +157,10 @@ class RunConfig:
         objective: Registry name of the objective.
         scorers: Scorer specs ("knn", "knn:k=1", ...), each applied to the one trained encoder.
         objective_params: Constructor parameters of the objective (e.g. tau, mode).
-        outliers: Outlier-generator spec ("rot90+rot180+rot270" = the paper's rotations).
+        outliers: Outlier-generator spec ("rot90+rot180+rot270" = the paper's rotations;
+            "oe" draws real images from ``oe_source``).
+        oe_source: Outlier Exposure images: a dataset name (its training split, read from
+            ``data_root``) or an image folder; needed when ``outliers`` uses "oe".
         dataset: Registry name of the dataset.
         data_root: Folder holding the dataset (None: ANOBENCH_DATA_ROOT or none needed).
         normal_class: The normal class, by index or name (one-class protocol).
@@ -165,6 +168,9 @@ class RunConfig:
         preset: Name of the preset ``train`` came from (recorded; ``train`` is authoritative).
         seed: Seed of initialisation, batch sampling, outliers and augmentation.
         device: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
+        eval_checkpoints: K > 0 also measures test AUROC at steps 0, T/K, ..., (K-1)T/K of a
+            T-step run, which with the final result give the AULC convergence curve;
+            0 = only at the end. Never used to pick a checkpoint (method.md section 7).
         train: The resolved training settings.
     """
 
@@ -172,6 +178,7 @@ class RunConfig:
     scorers: list[str]
     objective_params: dict[str, Any] = field(default_factory=dict)
     outliers: str = "rot90+rot180+rot270"
+    oe_source: str | None = None
     dataset: str = "digits"
     data_root: str | None = None
     normal_class: str = "0"
@@ -179,6 +186,7 @@ class RunConfig:
     preset: str = "smoke"
     seed: int = 0
     device: str = "auto"
+    eval_checkpoints: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -186,6 +194,15 @@ class RunConfig:
             raise ConfigError("at least one scorer is needed")
         if self.image_size < 8:
             raise ConfigError(f"image_size must be >= 8, got {self.image_size}")
+        if self.eval_checkpoints < 0:
+            raise ConfigError(f"eval_checkpoints must be >= 0, got {self.eval_checkpoints}")
+        uses_oe = "oe" in (name.strip() for name in self.outliers.split("+"))
+        if uses_oe != (self.oe_source is not None):
+            raise ConfigError(
+                "the 'oe' outlier generator needs an Outlier Exposure source (--oe-source), "
+                f"and a source needs 'oe' in the outliers spec; got outliers {self.outliers!r}, "
+                f"oe_source {self.oe_source!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every setting, nested like the dataclasses."""

@@ -1,17 +1,44 @@
-"""Appends one row per run x scorer to a results CSV, never losing earlier rows."""
+"""Appends one row per run x scorer to a results CSV, never losing earlier rows.
+
+The columns (:data:`RESULT_COLUMNS`, documented in the README) are one schema shared by
+``anobench run`` and ``anobench leaderboard``; every row carries :data:`SCHEMA_VERSION`.
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-RESULT_COLUMNS: tuple[str, ...] = (
+from anobench.config import RunConfig, TrainConfig
+from anobench.errors import DataError
+
+SCHEMA_VERSION = 2
+"""2: adds ``aulc``, every config setting as a column and ``schema_version`` to version 1."""
+
+_BASE_COLUMNS: tuple[str, ...] = (
     "run_key", "mlflow_run_id", "finished_at", "objective", "outliers", "dataset",
     "normal_class", "normal_class_name", "seed", "preset", "scorer", "auroc", "aupr", "fpr95",
     "steps", "train_wall_s", "images_per_s", "total_wall_s", "config_json",
 )
+_CONFIG_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(RunConfig) if f.name not in _BASE_COLUMNS and f.name != "train"
+) + tuple(f"train.{f.name}" for f in dataclasses.fields(TrainConfig))
+RESULT_COLUMNS: tuple[str, ...] = _BASE_COLUMNS + ("aulc",) + _CONFIG_COLUMNS + ("schema_version",)
+
+
+def config_columns(config: RunConfig) -> dict[str, Any]:
+    """The config settings that :data:`RESULT_COLUMNS` holds besides the base columns; lists
+    and dicts as JSON, None as an empty cell."""
+    flat = {k: v for k, v in config.to_dict().items() if k != "train"}
+    flat.update({f"train.{k}": v for k, v in dataclasses.asdict(config.train).items()})
+    return {
+        k: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else ("" if v is None else v)
+        for k, v in flat.items() if k in _CONFIG_COLUMNS
+    }
 
 
 def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -28,6 +55,14 @@ def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
             raise ValueError(f"unknown result columns {sorted(extra)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle), [])
+        if tuple(header) != RESULT_COLUMNS:
+            raise DataError(
+                f"results CSV {path} has other columns than schema version {SCHEMA_VERSION}; "
+                "move it away (anobench leaderboard regenerates it from MLflow)"
+            )
     lines: list[str] = []
 
     class _Sink:

@@ -25,20 +25,27 @@ import torch
 import anobench
 from anobench.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentRecipe, BatchAugmenter, test_transform
 from anobench.batches import BatchComposer
+from anobench.checkpoint import Checkpoint
 from anobench.config import RunConfig
-from anobench.data import OneClassTask, load_dataset, one_class_task
+from anobench.data import OneClassTask, load_dataset, load_exposure_images, one_class_task
 from anobench.errors import AnobenchError, ConfigError
 from anobench.device import memory_format, resolve_device
-from anobench.evaluation import ScorerResult, build_scorers, score_all
+from anobench.evaluation import FeatureViews, ScorerResult, build_scorers, check_compatible, score_all
 from anobench.models import ContrastiveModel
 from anobench.objectives import get_objective
 from anobench.outliers import get_generator
 from anobench.plots import roc_figure
-from anobench.results_csv import append_rows
+from anobench.results_csv import SCHEMA_VERSION, append_rows, config_columns
 from anobench.tracking import MlflowRun, MlflowTracker, git_commit, metric_key
 from anobench.training import StepInfo, TrainResult, embed, train
 
 T = TypeVar("T")
+
+CROP_ENSEMBLE_RECIPE = AugmentRecipe(
+    crop_scale=(0.55, 1.0), crop_ratio=(3 / 4, 4 / 3), jitter=(0.0, 0.0, 0.0, 0.0), jitter_p=0.0,
+    blur_p=0.0,
+)
+"""The crop ensemble's random crops (method.md §6): RandomResizedCrop(scale 0.55-1) alone."""
 
 
 @dataclass
@@ -87,6 +94,7 @@ def run_tags(config: RunConfig, split: str, normal_class_name: str) -> dict[str,
         "seed": str(config.seed),
         "preset": config.preset,
         "outliers": config.outliers,
+        "oe_source": config.oe_source or "",
         "scorers": ",".join(config.scorers),
         "split": split,
         "run_key": config.key(),
@@ -119,11 +127,44 @@ def _log_outputs(
     run.log_figure(figure, "roc.png")
 
 
+# --- convergence (AULC) and resume records; owned by the sweep work (docs/sweeps.md) ---
+def eval_steps(eval_checkpoints: int, total_steps: int) -> set[int]:
+    """Steps 0, T/K, ..., (K-1)T/K (rounded) at which to measure a T-step run; K = 0: none."""
+    return {round(i * total_steps / eval_checkpoints) for i in range(eval_checkpoints)}
+
+
+def aulc(history: list[tuple[int, float]], total_steps: int) -> float:
+    """Area under the AUROC-versus-progress curve, progress = step / total in [0, 1] (trapezoid)."""
+    steps, values = zip(*sorted(history))
+    return float(np.trapezoid(values, np.asarray(steps, dtype=float) / total_steps))
+
+
+def convergence_curves(trained: TrainResult, results: list[ScorerResult]) -> dict[str, list[tuple[int, float]]]:
+    """Each scorer's test AUROC at the evaluation points and at the end; empty without them."""
+    if not trained.eval_history:
+        return {}
+    return {
+        r.spec: [(step, m[r.spec]) for step, m in trained.eval_history] + [(trained.steps, r.metrics["auroc"])]
+        for r in results
+    }
+
+
+def _log_convergence(run: MlflowRun, trained: TrainResult, results: list[ScorerResult]) -> None:
+    for spec, curve in convergence_curves(trained, results).items():
+        for step, value in curve[:-1]:  # the last point is the final metric, logged with the others
+            run.log_metrics({metric_key("auroc", spec): value}, step=step)
+        run.log_metrics({metric_key("aulc", spec): aulc(curve, trained.steps)}, step=trained.steps)
+    if trained.resumed_from_step:
+        run.set_tags({"anobench.resumed_from_step": str(trained.resumed_from_step)})
+# --- end of convergence and resume records ---
+
+
 def run_experiment(
     config: RunConfig,
     tracker: MlflowTracker | None = None,
     results_csv: Path | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> RunResult:
     """Train one encoder, score its embeddings with every scorer, and record the results.
 
@@ -132,6 +173,8 @@ def run_experiment(
         tracker: Where to log the run; None logs nowhere.
         results_csv: CSV to append one row per scorer to; None writes none.
         on_step: Progress callback, called after every training step.
+        checkpoint: Resume training from it if it exists, save to it during training, and
+            delete it once the run is recorded.
 
     Raises:
         AnobenchError: For bad names, settings or data (checked before training starts).
@@ -141,8 +184,12 @@ def run_experiment(
     objective = checked_build(f"objective {config.objective!r}", get_objective, config.objective,
                               **config.objective_params)
     scorers = checked_build("scorers", build_scorers, config.scorers)
-    make_outliers = checked_build(f"outliers {config.outliers!r}", get_generator, config.outliers)
     dataset = load_dataset(config.dataset, config.data_root, config.image_size)
+    exposure = {} if config.oe_source is None else {
+        "images": load_exposure_images(config.oe_source, config.data_root, config.image_size).to(device)
+    }
+    make_outliers = checked_build(f"outliers {config.outliers!r}", get_generator, config.outliers,
+                                  **exposure)
     task = one_class_task(dataset, config.normal_class)
     cfg = config.train
 
@@ -151,6 +198,7 @@ def run_experiment(
     model = ContrastiveModel(cfg.width, cfg.head_hidden, cfg.head_layers, cfg.head_out)
     model = model.to(device, memory_format=memory_format(cfg.channels_last))
     objective.build(model.feature_dim)
+    check_compatible(scorers, objective, model.feature_dim)
     objective.to(device)
     if cfg.compile:
         model.compile()
@@ -163,16 +211,31 @@ def run_experiment(
     total_steps = cfg.total_steps(len(normals))
     steps_per_epoch = -(-len(normals) // cfg.inliers_per_batch)
 
-    def evaluate() -> tuple[TrainResult, list[ScorerResult]]:
-        trained = train(model, objective, composer, augmenter, cfg, total_steps, steps_per_epoch,
-                        generator, on_step)
-        transform = functools.partial(
-            test_transform, size=config.image_size, resize=round(config.image_size * 36 / 32),
-            mean=CIFAR10_MEAN, std=CIFAR10_STD,
+    crop_augmenter = BatchAugmenter(CROP_ENSEMBLE_RECIPE, config.image_size, CIFAR10_MEAN, CIFAR10_STD)
+
+    def score() -> list[ScorerResult]:
+        """Every scorer on the model as it is now (features embedded afresh)."""
+        views = FeatureViews(
+            embed=functools.partial(embed, model, cfg=cfg, device=device),
+            test_transform=functools.partial(
+                test_transform, size=config.image_size, resize=round(config.image_size * 36 / 32),
+                mean=CIFAR10_MEAN, std=CIFAR10_STD,
+            ),
+            crop_transform=functools.partial(
+                crop_augmenter, generator=torch.Generator(device=device).manual_seed(config.seed)
+            ),
+            train_images=task.train_images, test_images=task.test_images, objective=objective,
         )
-        train_features = embed(model, task.train_images, transform, cfg, device)
-        test_features = embed(model, task.test_images, transform, cfg, device)
-        return trained, score_all(scorers, train_features, test_features, task.test_is_anomaly)
+        return score_all(scorers, views, task.test_is_anomaly)
+
+    def evaluate() -> tuple[TrainResult, list[ScorerResult]]:
+        trained = train(
+            model, objective, composer, augmenter, cfg, total_steps, steps_per_epoch, generator,
+            on_step, checkpoint=checkpoint,  # checkpoint/AULC hooks: see docs/sweeps.md
+            evaluate=lambda: {r.spec: r.metrics["auroc"] for r in score()},
+            eval_steps=eval_steps(config.eval_checkpoints, total_steps),
+        )
+        return trained, score()
 
     run_id = None
     if tracker is None:
@@ -183,10 +246,12 @@ def run_experiment(
             run.log_params(config.flat_params())
             trained, results = evaluate()
             _log_outputs(run, config, task, dataset.test.labels, trained, results)
+            _log_convergence(run, trained, results)
             run_id = run.run_id
     total = time.perf_counter() - started
     if results_csv is not None:
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        curves = convergence_curves(trained, results)
         append_rows(results_csv, [
             {
                 "run_key": config.key(), "mlflow_run_id": run_id or "", "finished_at": finished,
@@ -196,7 +261,11 @@ def run_experiment(
                 "preset": config.preset, "scorer": r.spec, **r.metrics, "steps": trained.steps,
                 "train_wall_s": round(trained.wall_s, 3), "images_per_s": round(trained.images_per_s, 1),
                 "total_wall_s": round(total, 3), "config_json": config.to_json(),
+                "aulc": aulc(curves[r.spec], trained.steps) if curves else "",
+                **config_columns(config), "schema_version": SCHEMA_VERSION,
             }
             for r in results
         ])
+    if checkpoint is not None:
+        checkpoint.clear()
     return RunResult(config, run_id, task.normal_class_name, dataset.split, trained, results, total)

@@ -5,15 +5,17 @@ The loop knows no objective by name: it asks the objective for its batch recipe 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Collection
 
 import torch
 
 from anobench.augment import BatchAugmenter
 from anobench.batches import BatchComposer
+from anobench.checkpoint import Checkpoint
 from anobench.config import TrainConfig
 from anobench.device import autocast, memory_format
 from anobench.errors import AnobenchError
@@ -44,12 +46,16 @@ class TrainResult:
         epoch_losses: Mean loss of each (possibly partial, the last) epoch.
         wall_s: Training wall time in seconds.
         images_per_s: Augmented images (samples x 2 views) processed per second.
+        eval_history: ``(step, metrics)`` of every evaluation made during training.
+        resumed_from_step: The step a checkpoint resumed the run from (0: a fresh start).
     """
 
     steps: int
     epoch_losses: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     images_per_s: float = 0.0
+    eval_history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    resumed_from_step: int = 0
 
 
 ONE_CYCLE_DIV = 25.0
@@ -95,6 +101,9 @@ def train(
     steps_per_epoch: int,
     generator: torch.Generator,
     on_step: Callable[[StepInfo], None] | None = None,
+    checkpoint: Checkpoint | None = None,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    eval_steps: Collection[int] = (),
 ) -> TrainResult:
     """Train ``model`` (and the objective's own heads) for ``total_steps`` steps.
 
@@ -108,6 +117,10 @@ def train(
         steps_per_epoch: Steps that make one epoch (for the per-epoch loss).
         generator: Source of all sampling and augmentation randomness.
         on_step: Called after every step with the progress so far.
+        checkpoint: Resume from it if it exists, and save the training state to it.
+        evaluate: Measures the model (in eval mode) at each of ``eval_steps``; step 0 is before
+            the first step. Its results go to ``TrainResult.eval_history``.
+        eval_steps: Steps after which to call ``evaluate``.
 
     Raises:
         TrainingError: If the loss becomes non-finite.
@@ -117,16 +130,46 @@ def train(
     optimizer, scheduler = make_optimizer(params, cfg, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     fmt = memory_format(cfg.channels_last)
-    model.train()
-    objective.train()
     result = TrainResult(steps=0)
     epoch_sum = torch.zeros((), device=device)
     epoch_steps = 0
     n_images = 0
+    prior_wall = 0.0
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        generator.set_state(state["generator"])
+        composer.load_state_dict(state["composer"])
+        result = TrainResult(**state["result"])
+        result.resumed_from_step = result.steps
+        epoch_sum.fill_(state["epoch_sum"])
+        epoch_steps, n_images, prior_wall = state["epoch_steps"], state["n_images"], result.wall_s
+    eval_wall = 0.0
+
+    def measure(step: int) -> None:
+        nonlocal eval_wall
+        if evaluate is None or step not in eval_steps:
+            return
+        began = time.perf_counter()
+        result.eval_history.append((step, evaluate()))
+        model.train()
+        objective.train()
+        eval_wall += time.perf_counter() - began
+
+    if result.steps == 0:
+        measure(0)
+    model.train()
+    objective.train()
     start = time.perf_counter()
-    for step in range(1, total_steps + 1):
+    for step in range(result.steps + 1, total_steps + 1):
         batch = composer(generator)
-        views = torch.cat([augmenter(batch.images, generator), augmenter(batch.images, generator)])
+        # Both views in one augmenter call (each sample still draws its own parameters per view):
+        # half the op launches and gathers of two calls (docs/performance.md).
+        views = augmenter(batch.images.repeat(2, 1, 1, 1), generator)
         with autocast(device, cfg.precision):
             features, z = model(views.contiguous(memory_format=fmt))
         n = len(batch.images)
@@ -152,10 +195,20 @@ def train(
             result.epoch_losses.append(epoch_loss)
             epoch_sum.zero_()
             epoch_steps = 0
+        measure(step)
+        if checkpoint is not None and checkpoint.due(step, total_steps):
+            result.wall_s = prior_wall + time.perf_counter() - start - eval_wall
+            checkpoint.save({
+                "model": model.state_dict(), "objective": objective.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "generator": generator.get_state(),
+                "composer": composer.state_dict(), "result": dataclasses.asdict(result),
+                "epoch_sum": float(epoch_sum), "epoch_steps": epoch_steps, "n_images": n_images,
+            })
         if on_step is not None:
-            elapsed = time.perf_counter() - start
+            elapsed = prior_wall + time.perf_counter() - start - eval_wall
             on_step(StepInfo(step, total_steps, float(loss.detach()), n_images / max(elapsed, 1e-9)))
-    result.wall_s = time.perf_counter() - start
+    result.wall_s = prior_wall + time.perf_counter() - start - eval_wall
     result.images_per_s = n_images / max(result.wall_s, 1e-9)
     return result
 

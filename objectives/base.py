@@ -86,3 +86,14 @@ class Objective(nn.Module):
             (M,) scores, or None for objectives without a scoring head (the default).
         """
         return None
+
+    def shift_probabilities(self, features: torch.Tensor) -> torch.Tensor | None:
+        """Softmax of a shift-classification head over the shift index, if the objective has one.
+
+        Args:
+            features: (M, F) raw encoder features.
+
+        Returns:
+            (M, num_shifts) probabilities, or None without a shift head (the default).
+        """
+        return None

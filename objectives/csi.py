@@ -78,6 +78,12 @@ class CSIObjective(Objective):
         features = torch.cat([outputs.features1, outputs.features2])
         return F.cross_entropy(self.shift_head(features), target.repeat(2))
 
+    def shift_probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """Softmax of the shift head over the shift index (input to the ``csi`` scorer)."""
+        if self.shift_head is None:
+            raise RuntimeError("CSIObjective.build(feature_dim) must be called before use")
+        return F.softmax(self.shift_head(features.to(self.shift_head.weight.dtype)), dim=1)
+
     def forward(self, outputs: StepOutputs) -> torch.Tensor:
         """NT-Xent of the projections + ``shift_weight`` × shift cross-entropy."""
         contrastive = self.loss(outputs.z1, outputs.z2)

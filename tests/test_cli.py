@@ -30,9 +30,10 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-def test_run_on_generated_cifar10_learns_the_normal_class(tmp_path):
+def test_run_on_generated_cifar10_learns_the_normal_class(tmp_path, monkeypatch):
     import mlflow
 
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # check the default store: ./mlflow.db
     write_cifar10(tmp_path / "data", n_train_per_class=40, n_test_per_class=20)
     result = invoke(
         "--objective", "firm", "--scorer", "knn", "--scorer", "mahalanobis", "--dataset", "cifar10",
@@ -75,7 +76,7 @@ def test_default_dataset_runs_with_smoke_preset(tmp_path):
 
 def test_same_seed_repeats_the_run_exactly(tmp_path):
     for _ in range(2):
-        assert invoke("--steps", "3", "--tracking-uri", f"sqlite:///{tmp_path / 'r.db'}", *SMOKE).exit_code == 0
+        assert invoke("--steps", "3", *SMOKE).exit_code == 0
     rows = pd.read_csv(tmp_path / "results" / "default" / "runs.csv")
     assert rows.loc[0, "auroc"] == rows.loc[1, "auroc"]
     assert rows.loc[0, "run_key"] == rows.loc[1, "run_key"]

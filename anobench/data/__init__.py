@@ -14,6 +14,7 @@ Example:
 
 # The format modules register their loaders on import.
 from anobench.data import cifar, digits, idx, imagefolder  # noqa: F401
+from anobench.data.exposure import load_exposure_images
 from anobench.data.protocol import OneClassTask, one_class_task, resolve_class
 from anobench.data.registry import (
     DATA_ROOT_ENV,
@@ -30,6 +31,7 @@ __all__ = [
     "ImageSet",
     "OneClassTask",
     "list_datasets",
+    "load_exposure_images",
     "load_dataset",
     "one_class_task",
     "register_dataset",

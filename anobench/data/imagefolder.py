@@ -69,12 +69,12 @@ def _list_images(split_dir: Path, expected: str) -> dict[str, list[Path]]:
 
 def _image_set(listing: dict[str, list[Path]], class_names: list[str], image_size: int) -> ImageSet:
     paths = [(class_names.index(name), path) for name, files in listing.items() for path in files]
-    images = torch.cat([to_image_tensor(_decode(path)[None], image_size) for _, path in paths])
+    images = torch.cat([to_image_tensor(decode_image(path)[None], image_size) for _, path in paths])
     labels = torch.tensor([label for label, _ in paths], dtype=torch.int64)
     return ImageSet(images, labels)
 
 
-def _decode(path: Path) -> np.ndarray:
+def decode_image(path: Path) -> np.ndarray:
     """Decode one image file to a (3, H, W) uint8 RGB array."""
     try:
         with Image.open(path) as img:

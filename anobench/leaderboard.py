@@ -1,0 +1,258 @@
+"""Leaderboard of an experiment: reads its finished MLflow runs and writes tables and plots.
+
+Files written under ``OUTPUT_DIR/<experiment>/`` (the columns are documented in the README):
+
+- ``runs.csv``: one row per run x scorer, the :data:`~anobench.results_csv.RESULT_COLUMNS`
+  schema that ``anobench run`` appends (``schema_version`` column);
+- ``per_class.csv``: one row per objective x scorer, a column per normal class ("mean ± std"
+  AUROC over seeds);
+- ``leaderboard.csv`` and ``leaderboard.md``: objective x scorer, mean AUROC ± std over seeds
+  (of the mean over classes), rank, AULC, and a paired t-test over (class, seed) against the
+  best row;
+- ``auroc_curves.png`` (AUROC versus training progress per objective, the AULC picture) and
+  ``per_class_auroc.png``.
+
+Example:
+    >>> paths = write_leaderboard(experiment="digits-smoke")  # doctest: +SKIP
+    >>> paths["leaderboard.csv"]  # doctest: +SKIP
+    PosixPath('results/digits-smoke/leaderboard.csv')
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anobench.config import RunConfig, TrainConfig
+from anobench.errors import AnobenchError
+from anobench.results_csv import RESULT_COLUMNS, SCHEMA_VERSION, config_columns
+from anobench.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, metric_key
+
+GROUP = ["dataset", "outliers", "preset", "objective", "scorer"]
+"""A leaderboard row; ranks and tests compare rows with the same dataset, outliers and preset."""
+ARENA = ["dataset", "outliers", "preset"]
+
+
+def _config(text: str) -> RunConfig:
+    data = json.loads(text)
+    train = TrainConfig(**data.pop("train"))
+    known = set(RunConfig.__dataclass_fields__)
+    return RunConfig(**{k: v for k, v in data.items() if k in known}, train=train)
+
+
+def _iso(ms: int | None) -> str:
+    return "" if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds")
+
+
+def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The experiment's finished runs as tables.
+
+    Returns:
+        ``(rows, curves)``: rows in the :data:`RESULT_COLUMNS` schema (one per run x scorer; of
+        several finished runs with one key, the latest); curves with columns ``run_key, step,
+        progress, auroc`` plus the group columns, one per AUROC evaluation during training.
+
+    Raises:
+        AnobenchError: If the experiment does not exist or has no finished run.
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri or default_tracking_uri()
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise AnobenchError(f"no experiment {experiment!r} in {uri}")
+    runs, token = [], None
+    while True:
+        page = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
+                                  order_by=["attributes.end_time DESC"], max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    latest: dict[str, Any] = {}
+    for run in runs:
+        latest.setdefault(run.data.tags.get("run_key", run.info.run_id), run)
+    if not latest:
+        raise AnobenchError(f"experiment {experiment!r} in {uri} has no finished run")
+    rows, curves = [], []
+    for key, run in latest.items():
+        text = Path(client.download_artifacts(run.info.run_id, "config.json")).read_text()
+        config = _config(text)
+        metrics = run.data.metrics
+        for spec in config.scorers:
+            history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric_key("auroc", spec)))
+            steps = history[-1][0] if history else ""
+            row = {
+                "run_key": key, "mlflow_run_id": run.info.run_id, "finished_at": _iso(run.info.end_time),
+                "objective": config.objective, "outliers": config.outliers, "dataset": config.dataset,
+                "normal_class": config.normal_class,
+                "normal_class_name": run.data.tags.get("normal_class", config.normal_class),
+                "seed": config.seed, "preset": config.preset, "scorer": spec,
+                **{name: metrics.get(metric_key(name, spec), np.nan) for name in ("auroc", "aupr", "fpr95", "aulc")},
+                "steps": steps, "train_wall_s": metrics.get("train_wall_s", np.nan),
+                "images_per_s": metrics.get("images_per_s", np.nan),
+                "total_wall_s": round((run.info.end_time - run.info.start_time) / 1000, 3),
+                "config_json": config.to_json(), **config_columns(config), "schema_version": SCHEMA_VERSION,
+            }
+            rows.append(row)
+            if len(history) > 1:
+                for step, value in history:
+                    curves.append({**{c: row[c] for c in GROUP}, "run_key": key, "normal_class_name": row["normal_class_name"],
+                                   "seed": config.seed, "step": step, "progress": step / max(history[-1][0], 1), "auroc": value})
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    return frame.sort_values(GROUP + ["normal_class_name", "seed"], ignore_index=True), pd.DataFrame(curves)
+
+
+def per_class_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Objective x scorer rows, a column per normal class: "mean ± std" AUROC over seeds."""
+    stats = rows.groupby(GROUP + ["normal_class_name"])["auroc"].agg(["mean", "std"]).reset_index()
+    stats["cell"] = [f"{m:.4f} ± {0.0 if np.isnan(s) else s:.4f}" for m, s in zip(stats["mean"], stats["std"])]
+    table = stats.pivot(index=GROUP, columns="normal_class_name", values="cell")
+    table["mean"] = stats.groupby(GROUP)["mean"].mean().round(4)
+    table = table.reset_index()
+    table.columns.name = None
+    table.insert(0, "schema_version", SCHEMA_VERSION)
+    return table
+
+
+def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Objective x scorer: mean AUROC ± std over seeds, rank, AULC and a paired test against the
+    best row of the same dataset, outliers and preset.
+
+    The test is a paired t-test over the (class, seed) pairs both rows have; the best row's
+    p-value is empty, as is one with fewer than two pairs.
+    """
+    from scipy.stats import ttest_rel
+
+    per_seed = rows.groupby(GROUP + ["seed"])["auroc"].mean().reset_index()
+    summary = per_seed.groupby(GROUP)["auroc"].agg(auroc_mean="mean", auroc_std="std", n_seeds="count").reset_index()
+    summary["auroc_std"] = summary["auroc_std"].fillna(0.0)
+    extra = rows.groupby(GROUP).agg(
+        n_runs=("run_key", "nunique"), n_classes=("normal_class_name", "nunique"), aulc_mean=("aulc", "mean"),
+        aupr_mean=("aupr", "mean"), fpr95_mean=("fpr95", "mean"), train_wall_s_mean=("train_wall_s", "mean"),
+    ).reset_index()
+    table = summary.merge(extra, on=GROUP)
+    table["rank"] = table.groupby(ARENA)["auroc_mean"].rank(ascending=False, method="min").astype(int)
+    paired = rows.set_index(GROUP + ["normal_class_name", "seed"])["auroc"]
+    best_of: list[str] = []
+    p_values: list[float] = []
+    n_pairs: list[int] = []
+    for _, row in table.iterrows():
+        arena = table[(table[ARENA] == row[ARENA]).all(axis=1)]
+        best = arena.sort_values("auroc_mean", ascending=False).iloc[0]
+        best_of.append(f"{best['objective']}/{best['scorer']}")
+        mine = paired.loc[tuple(row[GROUP])]
+        theirs = paired.loc[tuple(best[GROUP])]
+        common = mine.index.intersection(theirs.index)
+        n_pairs.append(len(common))
+        same = tuple(best[GROUP]) == tuple(row[GROUP])
+        if same or len(common) < 2 or np.allclose(mine[common].to_numpy(), theirs[common].to_numpy()):
+            p_values.append(np.nan if same or len(common) < 2 else 1.0)
+        else:
+            p_values.append(float(ttest_rel(mine[common], theirs[common]).pvalue))
+    table["best"] = best_of
+    table["n_pairs"] = n_pairs
+    table["p_value_vs_best"] = p_values
+    table["schema_version"] = SCHEMA_VERSION
+    order = GROUP[:3] + ["rank"] + GROUP[3:]
+    rest = [c for c in table.columns if c not in order]
+    return table[order + rest].sort_values(ARENA + ["rank", "objective", "scorer"], ignore_index=True)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The leaderboard as a Markdown table."""
+    lines = ["| dataset | outliers | preset | rank | objective | scorer | AUROC (mean ± std) | AULC | seeds | p vs best |",
+             "|---|---|---|---:|---|---|---:|---:|---:|---:|"]
+    for _, r in table.iterrows():
+        aulc = "" if np.isnan(r["aulc_mean"]) else f"{r['aulc_mean']:.4f}"
+        p = "" if np.isnan(r["p_value_vs_best"]) else f"{r['p_value_vs_best']:.3g}"
+        lines.append(f"| {r['dataset']} | {r['outliers']} | {r['preset']} | {r['rank']} | {r['objective']} | "
+                     f"{r['scorer']} | {r['auroc_mean']:.4f} ± {r['auroc_std']:.4f} | {aulc} | {r['n_seeds']} | {p} |")
+    return "\n".join(lines) + "\n"
+
+
+def curves_figure(curves: pd.DataFrame) -> Any:
+    """AUROC versus training progress, one panel per scorer, one line per objective (mean over
+    classes and seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scorers = sorted(curves["scorer"].unique()) if len(curves) else ["(no curves)"]
+    fig, axes = plt.subplots(1, len(scorers), figsize=(5 * len(scorers), 4), squeeze=False)
+    for ax, scorer in zip(axes[0], scorers):
+        part = curves[curves["scorer"] == scorer] if len(curves) else curves
+        for objective, group in part.groupby("objective") if len(part) else []:
+            mean = group.assign(progress=group["progress"].round(3)).groupby("progress")["auroc"].mean()
+            ax.plot(mean.index, mean.to_numpy(), marker="o", label=objective)
+        ax.set(title=f"scorer {scorer}", xlabel="training progress", ylabel="test AUROC", xlim=(0, 1))
+        ax.grid(alpha=0.3)
+        if len(part):
+            ax.legend()
+    fig.suptitle("AUROC during training (area under each curve = AULC)")
+    fig.tight_layout()
+    return fig
+
+
+def per_class_figure(rows: pd.DataFrame) -> Any:
+    """Grouped bars: AUROC per normal class, a bar per objective x scorer, std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = rows.groupby(["objective", "scorer", "normal_class_name"])["auroc"].agg(["mean", "std"]).reset_index()
+    classes = sorted(stats["normal_class_name"].unique(), key=str)
+    combos = stats[["objective", "scorer"]].drop_duplicates().itertuples(index=False)
+    combos = list(combos)
+    width = 0.8 / max(len(combos), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(classes) * max(1, len(combos) / 3)), 4))
+    x = np.arange(len(classes))
+    for i, (objective, scorer) in enumerate(combos):
+        part = stats[(stats["objective"] == objective) & (stats["scorer"] == scorer)].set_index("normal_class_name")
+        part = part.reindex(classes)
+        ax.bar(x + i * width, part["mean"], width, yerr=part["std"].fillna(0), label=f"{objective}/{scorer}", capsize=2)
+    ax.set_xticks(x + width * (len(combos) - 1) / 2, [str(c) for c in classes])
+    ax.set(xlabel="normal class", ylabel="test AUROC", ylim=(0, 1.05), title="AUROC per normal class (± std over seeds)")
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_leaderboard(
+    tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, output_dir: Path = Path("results"),
+) -> dict[str, Path]:
+    """Read the experiment from MLflow and write every leaderboard file (each atomically).
+
+    Returns:
+        The written files by name.
+    """
+    import matplotlib.pyplot as plt
+
+    rows, curves = load_runs(tracking_uri, experiment)
+    folder = output_dir / experiment
+    folder.mkdir(parents=True, exist_ok=True)
+    table = leaderboard_table(rows)
+    paths = {name: folder / name for name in
+             ("runs.csv", "per_class.csv", "leaderboard.csv", "leaderboard.md", "auroc_curves.png", "per_class_auroc.png")}
+    _write_text(paths["runs.csv"], rows.to_csv(index=False))
+    _write_text(paths["per_class.csv"], per_class_table(rows).to_csv(index=False))
+    _write_text(paths["leaderboard.csv"], table.to_csv(index=False))
+    _write_text(paths["leaderboard.md"], f"# Leaderboard: {experiment}\n\n" + markdown_table(table))
+    for name, figure in (("auroc_curves.png", curves_figure(curves)), ("per_class_auroc.png", per_class_figure(rows))):
+        figure.savefig(paths[name], dpi=100)
+        plt.close(figure)
+    return paths

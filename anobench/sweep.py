@@ -1,0 +1,303 @@
+"""Sweep grids: objectives x outlier sources x datasets x normal classes x seeds x presets.
+
+A :class:`SweepSpec` comes from command-line flags or from a TOML file (see ``benchmarks/``) and
+expands into one :class:`~anobench.config.RunConfig` per trained encoder; every scorer of the grid
+is applied to each encoder, so adding a scorer never multiplies training.
+
+Example:
+    >>> spec = SweepSpec(objectives=("firm", "simclr"), classes=("0", "1"), seeds=(0, 1), presets=("smoke",))
+    >>> len(expand(spec))
+    8
+
+A sweep file::
+
+    experiment = "digits-demo"
+    [grid]
+    objectives = ["firm", "simclr", "supcon"]
+    scorers = ["knn", "mahalanobis"]
+    datasets = ["digits"]
+    classes = [0, 1, 2]          # or "all"
+    seeds = [0, 1]
+    presets = ["smoke"]
+    [run]
+    steps = 40
+    eval_checkpoints = 4
+    [objective_params.firm]
+    tau = 0.2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anobench.config import PRESETS, RunConfig, preset
+from anobench.errors import ConfigError
+
+GRID_KEYS: tuple[str, ...] = ("objectives", "scorers", "outliers", "datasets", "classes", "seeds", "presets")
+TRAIN_OVERRIDES: tuple[str, ...] = ("epochs", "steps", "batch_size", "outlier_ratio", "width", "precision")
+RUN_KEYS: tuple[str, ...] = ("data_root", "oe_source", "image_size", "device", "eval_checkpoints", *TRAIN_OVERRIDES)
+TOP_KEYS: tuple[str, ...] = ("experiment", "grid", "run", "objective_params")
+_RUN_TYPES: dict[str, tuple[type, ...]] = {
+    "data_root": (str,), "oe_source": (str,), "image_size": (int,), "device": (str,),
+    "eval_checkpoints": (int,), "epochs": (int,), "steps": (int,), "batch_size": (int,),
+    "outlier_ratio": (int, float), "width": (int, float), "precision": (str,),
+}
+ALL_CLASSES = "all"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A grid of runs plus the settings they share.
+
+    Attributes:
+        objectives: Objective names.
+        scorers: Scorer specs, all applied to every trained encoder.
+        outliers: Outlier-source specs ("rot90+rot180+rot270", "cutpaste", "oe", ...).
+        datasets: Dataset names.
+        classes: Normal classes (ids or names), or ``("all",)`` for every class of each dataset.
+        seeds: Seeds.
+        presets: Training presets.
+        run: Shared run settings: any of :data:`RUN_KEYS` (train overrides apply on top of each
+            preset; ``steps`` wins over ``epochs``).
+        objective_params: Constructor parameters per objective name.
+        experiment: MLflow experiment (and results folder) of the sweep.
+    """
+
+    objectives: tuple[str, ...] = ("firm",)
+    scorers: tuple[str, ...] = ("knn",)
+    outliers: tuple[str, ...] = ("rot90+rot180+rot270",)
+    datasets: tuple[str, ...] = ("digits",)
+    classes: tuple[str, ...] = ("0",)
+    seeds: tuple[int, ...] = (0,)
+    presets: tuple[str, ...] = ("quick",)
+    run: dict[str, Any] = field(default_factory=dict)
+    objective_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    experiment: str = "default"
+
+    def __post_init__(self) -> None:
+        for key in GRID_KEYS:
+            if not getattr(self, key):
+                raise ConfigError(f"sweep grid {key} is empty; give at least one value")
+        unknown = sorted(set(self.run) - set(RUN_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown run setting {unknown[0]!r}; valid settings: {', '.join(RUN_KEYS)}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds repeat a value: {list(self.seeds)}")
+
+    def with_changes(self, **changes: Any) -> SweepSpec:
+        """A copy with ``changes``; None values and empty tuples keep the current setting."""
+        kept = {k: v for k, v in changes.items() if v is not None and v != ()}
+        return dataclasses.replace(self, **kept)
+
+
+def _class_list(dataset: str, classes: tuple[str, ...], run: dict[str, Any]) -> list[str]:
+    """The normal classes of ``dataset``, validated (``all`` = every class id)."""
+    from anobench.data import load_dataset
+    from anobench.data.protocol import resolve_class
+
+    loaded = load_dataset(dataset, run.get("data_root"), run.get("image_size", 32))
+    if classes == (ALL_CLASSES,):
+        return [str(i) for i in range(len(loaded.class_names))]
+    for name in classes:
+        resolve_class(loaded, name)
+    return list(classes)
+
+
+def _check_names(spec: SweepSpec) -> None:
+    from anobench.data import list_datasets
+    from anobench.evaluation import build_scorers
+    from anobench.objectives import get_objective, list_objectives
+    from anobench.outliers import list_generators
+    from anobench.runner import checked_build
+
+    objectives = list_objectives()
+    for name in spec.objectives:
+        if name not in objectives:
+            raise ConfigError(f"unknown objective {name!r}; valid names: {', '.join(objectives)}")
+        checked_build(f"objective {name!r}", get_objective, name, **spec.objective_params.get(name, {}))
+    stray = sorted(set(spec.objective_params) - set(spec.objectives))
+    if stray:
+        raise ConfigError(f"objective_params for {stray[0]!r}, which is not in the grid's objectives")
+    checked_build("scorers", build_scorers, list(spec.scorers))
+    generators = list_generators()
+    for source in spec.outliers:
+        for part in source.split("+"):
+            if part.strip() not in generators:
+                raise ConfigError(f"unknown outlier generator {part.strip()!r} in {source!r}; "
+                                  f"valid names: {', '.join(generators)}")
+    datasets = list_datasets()
+    for name in spec.datasets:
+        if name not in datasets:
+            raise ConfigError(f"unknown dataset {name!r}; valid names: {', '.join(datasets)}")
+    for name in spec.presets:
+        preset(name)
+
+
+def expand(spec: SweepSpec) -> list[RunConfig]:
+    """Every run of the grid, validated, without duplicates (equal keys), in a stable order:
+    preset, dataset, seed, class, objective, outlier source.
+
+    Raises:
+        ConfigError, UnknownNameError, DataError: For a bad name or setting, before any run.
+    """
+    _check_names(spec)
+    run = dict(spec.run)
+    overrides = {k: run.pop(k) for k in TRAIN_OVERRIDES if k in run}
+    if "steps" not in overrides and "epochs" in overrides:
+        overrides["steps"] = None
+    classes = {d: _class_list(d, spec.classes, spec.run) for d in spec.datasets}
+    configs: dict[str, RunConfig] = {}
+    for preset_name, dataset, seed in itertools.product(spec.presets, spec.datasets, spec.seeds):
+        train = dataclasses.replace(PRESETS[preset_name], **overrides)
+        for normal_class, objective, outliers in itertools.product(classes[dataset], spec.objectives, spec.outliers):
+            uses_oe = "oe" in (p.strip() for p in outliers.split("+"))
+            config = RunConfig(
+                objective=objective, scorers=list(spec.scorers),
+                objective_params=dict(spec.objective_params.get(objective, {})),
+                outliers=outliers, oe_source=run.get("oe_source") if uses_oe else None,
+                dataset=dataset, data_root=run.get("data_root"), normal_class=str(normal_class),
+                image_size=run.get("image_size", 32), preset=preset_name, seed=seed,
+                device=run.get("device", "auto"), eval_checkpoints=run.get("eval_checkpoints", 0),
+                train=train,
+            )
+            configs.setdefault(config.key(), config)
+    return list(configs.values())
+
+
+def _strings(where: str, value: Any, kind: type = str) -> tuple[Any, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ConfigError(f"{where} is empty; give at least one value")
+    out = []
+    for item in values:
+        if kind is int and (isinstance(item, bool) or not isinstance(item, int)):
+            raise ConfigError(f"{where} must hold integers, got {item!r}")
+        if kind is str and isinstance(item, (int, str)) and not isinstance(item, bool):
+            item = str(item)
+        elif kind is str:
+            raise ConfigError(f"{where} must hold strings, got {item!r}")
+        out.append(item)
+    return tuple(out)
+
+
+def spec_from_toml(path: Path) -> SweepSpec:
+    """Read a sweep file.
+
+    Raises:
+        ConfigError: For a missing or malformed file, an unknown key or a value of the wrong type,
+            naming the file and the key.
+    """
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read sweep file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"sweep file {path} is not valid TOML: {error}") from None
+    try:
+        return _spec_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"sweep file {path}: {error}") from None
+
+
+def _table(data: dict[str, Any], key: str, valid: tuple[str, ...]) -> dict[str, Any]:
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{key} must be a table ([{key}]), got {table!r}")
+    unknown = sorted(set(table) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown key '{key}.{unknown[0]}'; valid keys: {', '.join(valid)}")
+    return table
+
+
+def _spec_from_dict(data: dict[str, Any]) -> SweepSpec:
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
+    grid = _table(data, "grid", GRID_KEYS)
+    run = _table(data, "run", RUN_KEYS)
+    for key, value in run.items():
+        if isinstance(value, bool) or not isinstance(value, _RUN_TYPES[key]):
+            raise ConfigError(f"run.{key} must be {' or '.join(t.__name__ for t in _RUN_TYPES[key])}, got {value!r}")
+    params = data.get("objective_params", {})
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise ConfigError("objective_params must hold one table per objective ([objective_params.firm])")
+    changes: dict[str, Any] = {
+        key: _strings(f"grid.{key}", grid[key], int if key == "seeds" else str) for key in grid
+    }
+    experiment = data.get("experiment", "default")
+    if not isinstance(experiment, str) or not experiment:
+        raise ConfigError(f"experiment must be a non-empty string, got {experiment!r}")
+    return SweepSpec(run=run, objective_params=params, experiment=experiment).with_changes(**changes)
+
+
+def parse_int_list(flag: str, text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``; ``"0-4"`` -> ``(0, 1, 2, 3, 4)``.
+
+    Raises:
+        ConfigError: Naming ``flag`` and the bad item.
+    """
+    out: list[int] = []
+    for item in (p.strip() for p in text.split(",")):
+        try:
+            if "-" in item[1:]:
+                low, high = item.split("-", 1) if not item.startswith("-") else (item, "")
+                out.extend(range(int(low), int(high) + 1))
+            else:
+                out.append(int(item))
+        except ValueError:
+            raise ConfigError(f"{flag}: {item!r} is not an integer or a range like 0-4") from None
+    return tuple(out)
+
+
+def parse_name_list(text: str) -> tuple[str, ...]:
+    """``"0,1,airplane"`` -> ``("0", "1", "airplane")``; empty items dropped."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def build_spec(
+    file: Path | None = None,
+    *,
+    objectives: tuple[str, ...] = (),
+    scorers: tuple[str, ...] = (),
+    outliers: tuple[str, ...] = (),
+    datasets: tuple[str, ...] = (),
+    classes: str | None = None,
+    seeds: str | None = None,
+    presets: tuple[str, ...] = (),
+    objective_params: dict[str, Any] | None = None,
+    experiment: str | None = None,
+    **run: Any,
+) -> SweepSpec:
+    """The spec of ``anobench sweep``: the file's (or the defaults), overridden by every flag given.
+
+    Args:
+        file: A sweep file, or None.
+        objectives ... presets: Grid flags; empty keeps the file's value. ``classes`` is ``all``
+            or a comma list, ``seeds`` a comma list or range.
+        objective_params: ``-p`` parameters, applied to every objective of the grid.
+        experiment: MLflow experiment; None keeps the file's (else "default").
+        run: Run settings (:data:`RUN_KEYS`); None values are not set.
+
+    Raises:
+        ConfigError: For a bad file, flag value or combination, naming it.
+    """
+    base = spec_from_toml(file) if file is not None else SweepSpec()
+    spec = base.with_changes(
+        objectives=objectives, scorers=scorers, outliers=outliers, datasets=datasets,
+        classes=parse_name_list(classes) if classes is not None else None,
+        seeds=parse_int_list("--seeds", seeds) if seeds is not None else None,
+        presets=presets, experiment=experiment,
+    )
+    if ALL_CLASSES in spec.classes and spec.classes != (ALL_CLASSES,):
+        raise ConfigError(f"classes: 'all' cannot be combined with other classes, got {list(spec.classes)}")
+    settings = {**spec.run, **{k: v for k, v in run.items() if v is not None}}
+    params = {name: dict(p) for name, p in spec.objective_params.items()}
+    for name in spec.objectives:
+        params.setdefault(name, {}).update(objective_params or {})
+    params = {name: p for name, p in params.items() if p}
+    return dataclasses.replace(spec, run=settings, objective_params=params)

@@ -1,0 +1,88 @@
+"""`anobench leaderboard`: tables and plots from an experiment's MLflow runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ttest_rel
+from typer.testing import CliRunner
+
+from anobench.cli import app
+from anobench.config import RunConfig, preset
+from anobench.results_csv import RESULT_COLUMNS
+from anobench.runner import run_tags
+from anobench.tracking import MlflowTracker
+
+# AUROC of (objective, class, seed), and a curve that rises to it.
+AUROC = {
+    ("firm", "0", 0): 0.95, ("firm", "0", 1): 0.93, ("firm", "1", 0): 0.90, ("firm", "1", 1): 0.94,
+    ("simclr", "0", 0): 0.85, ("simclr", "0", 1): 0.88, ("simclr", "1", 0): 0.80, ("simclr", "1", 1): 0.86,
+}
+STEPS = 20
+
+
+def log_runs(uri: str, experiment: str) -> None:
+    tracker = MlflowTracker(uri, experiment)
+    for (objective, normal_class, seed), auroc in AUROC.items():
+        config = RunConfig(objective=objective, scorers=["knn"], normal_class=normal_class, seed=seed,
+                           eval_checkpoints=2, train=dataclasses.replace(preset("smoke"), steps=STEPS))
+        with tracker.start_run("r", run_tags(config, "split", f"class{normal_class}")) as run:
+            run.log_params(config.flat_params())
+            run.log_text(config.to_json(), "config.json")
+            run.log_metrics({"auroc/knn": 0.5}, step=0)
+            run.log_metrics({"auroc/knn": (0.5 + auroc) / 2}, step=STEPS // 2)
+            run.log_metrics({"auroc/knn": auroc, "aupr/knn": auroc - 0.1, "fpr95/knn": 1 - auroc,
+                             "aulc/knn": 0.25 * (0.5 + (0.5 + auroc) / 2) + 0.25 * ((0.5 + auroc) / 2 + auroc),
+                             "train_wall_s": 1.0, "images_per_s": 100.0}, step=STEPS)
+    with tracker.start_run("failed", {"run_key": "broken", "objective": "firm"}):
+        pass  # a FINISHED run without config.json would break loading; failed runs are ignored below
+    client = tracker._client()
+    broken = client.search_runs([tracker.experiment_id(client)], "tags.run_key = 'broken'")[0]
+    client.set_terminated(broken.info.run_id, status="FAILED")
+
+
+def test_leaderboard_files(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    log_runs(uri, "lb")
+    result = CliRunner().invoke(app, ["leaderboard", "--experiment", "lb", "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "results" / "lb"
+
+    runs = pd.read_csv(folder / "runs.csv", dtype={"normal_class": str})
+    assert tuple(runs.columns) == RESULT_COLUMNS and len(runs) == 8 and (runs["schema_version"] == 2).all()
+    got = {(r.objective, r.normal_class, r.seed): r.auroc for r in runs.itertuples()}
+    assert got == pytest.approx(AUROC)
+    assert (runs["steps"] == STEPS).all() and runs["aulc"].notna().all()
+    assert (runs["train.steps"] == STEPS).all() and (runs["eval_checkpoints"] == 2).all()
+
+    per_class = pd.read_csv(folder / "per_class.csv").set_index("objective")
+    firm0 = [AUROC[("firm", "0", s)] for s in (0, 1)]
+    assert per_class.loc["firm", "class0"] == f"{statistics.mean(firm0):.4f} ± {statistics.stdev(firm0):.4f}"
+
+    board = pd.read_csv(folder / "leaderboard.csv").set_index("objective")
+    seed_means = {o: [np.mean([AUROC[(o, c, s)] for c in "01"]) for s in (0, 1)] for o in ("firm", "simclr")}
+    assert board.loc["firm", "auroc_mean"] == pytest.approx(np.mean(seed_means["firm"]))
+    assert board.loc["firm", "auroc_std"] == pytest.approx(statistics.stdev(seed_means["firm"]))
+    assert board.loc["firm", "rank"] == 1 and board.loc["simclr", "rank"] == 2
+    assert np.isnan(board.loc["firm", "p_value_vs_best"])
+    pairs = [(c, s) for c in "01" for s in (0, 1)]
+    expected_p = ttest_rel([AUROC[("simclr", c, s)] for c, s in pairs], [AUROC[("firm", c, s)] for c, s in pairs]).pvalue
+    assert board.loc["simclr", "p_value_vs_best"] == pytest.approx(expected_p)
+    assert board.loc["simclr", "n_pairs"] == 4 and board.loc["simclr", "best"] == "firm/knn"
+    assert board.loc["firm", "aulc_mean"] == pytest.approx(runs[runs.objective == "firm"]["aulc"].mean())
+
+    markdown = (folder / "leaderboard.md").read_text()
+    assert "| 1 | firm | knn |" in markdown and "| 2 | simclr | knn |" in markdown
+    for png in ("auroc_curves.png", "per_class_auroc.png"):
+        assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (folder / png).stat().st_size > 5000
+
+
+def test_missing_experiment_is_one_error_line(tmp_path):
+    result = CliRunner().invoke(app, ["leaderboard", "--experiment", "nope"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("error: no experiment 'nope' in sqlite:///")
+    assert len(result.stderr.strip().splitlines()) == 1
