@@ -191,6 +191,9 @@ def run_experiment(
     make_outliers = checked_build(f"outliers {config.outliers!r}", get_generator, config.outliers,
                                   **exposure)
     task = one_class_task(dataset, config.normal_class)
+    # Keep only what the run still reads: the other classes' training images are dead weight.
+    split, test_labels = dataset.split, dataset.test.labels
+    del dataset
     cfg = config.train
 
     torch.manual_seed(config.seed)
@@ -242,10 +245,10 @@ def run_experiment(
         trained, results = evaluate()
     else:
         name = f"{config.objective}-{config.dataset}-{task.normal_class_name}-s{config.seed}"
-        with tracker.start_run(name, run_tags(config, dataset.split, task.normal_class_name)) as run:
+        with tracker.start_run(name, run_tags(config, split, task.normal_class_name)) as run:
             run.log_params(config.flat_params())
             trained, results = evaluate()
-            _log_outputs(run, config, task, dataset.test.labels, trained, results)
+            _log_outputs(run, config, task, test_labels, trained, results)
             _log_convergence(run, trained, results)
             run_id = run.run_id
     total = time.perf_counter() - started
@@ -268,4 +271,4 @@ def run_experiment(
         ])
     if checkpoint is not None:
         checkpoint.clear()
-    return RunResult(config, run_id, task.normal_class_name, dataset.split, trained, results, total)
+    return RunResult(config, run_id, task.normal_class_name, split, trained, results, total)
