@@ -21,6 +21,7 @@ from rich.table import Table
 from anobench.bench import BenchConfig, BenchResult, run_bench
 from anobench.config import PRESETS, RunConfig, preset
 from anobench.data import list_datasets
+from anobench.distributed import launched_rank
 from anobench.errors import AnobenchError, ConfigError
 from anobench.objectives import list_objectives
 from anobench.outliers import list_generators
@@ -66,6 +67,7 @@ def run(
     width: Optional[float] = typer.Option(None, help="ResNet-18 width multiplier."),
     precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16."),
     image_size: int = typer.Option(32, help="Side of the square images the model sees."),
+    eval_checkpoints: int = typer.Option(0, help="Also measure test AUROC at this many evenly spaced points of training, for AULC (never for selection)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow store or server [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
     experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="MLflow experiment name."),
@@ -90,7 +92,7 @@ def run(
             outliers=outliers, oe_source=oe_source, dataset=dataset,
             data_root=str(data_root) if data_root is not None else None,
             normal_class=normal_class, image_size=image_size, preset=preset_name, seed=seed,
-            device=device, train=train_cfg,
+            device=device, eval_checkpoints=eval_checkpoints, train=train_cfg,
         )
         tune_malloc()
         tracker = MlflowTracker(tracking_uri, experiment)
@@ -115,7 +117,11 @@ def run(
         finally:
             progress.stop()
     except AnobenchError as error:
+        if launched_rank() != 0:  # under torchrun every rank fails alike; rank 0 says why
+            raise typer.Exit(2) from None
         raise fail(str(error)) from None
+    if launched_rank() != 0:  # only rank 0 of a torchrun run scores and reports
+        return
     table = Table(title=f"{objective} on {dataset}, normal class {result.normal_class_name} (seed {seed}, preset {preset_name})")
     for column in ("scorer", "AUROC", "AUPR", "FPR@95TPR"):
         table.add_column(column, justify="left" if column == "scorer" else "right")
@@ -334,3 +340,7 @@ def list_names() -> None:
 def main() -> None:
     """Entry point of the ``anobench`` script."""
     app()
+
+
+if __name__ == "__main__":  # python -m anobench.cli, as torchrun -m runs it
+    main()

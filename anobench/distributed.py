@@ -7,6 +7,9 @@ single-process loss over the whole batch, provided every process holds the same 
 
 Without an initialised process group (or with one process) every helper is a no-op.
 
+Under ``torchrun`` (WORLD_SIZE > 1) :func:`join` starts the process group of a single run trained
+with ``DistributedDataParallel`` (see ``run_experiment``) and :func:`leave` ends it.
+
 Example:
     >>> import torch
     >>> gather(torch.ones(2, 3)).shape  # single process: returned unchanged
@@ -15,10 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from anobench.device import resolve_device
 
 
 def is_distributed() -> bool:
@@ -34,6 +41,59 @@ def world_size() -> int:
 def rank() -> int:
     """This process's rank (0 without a process group)."""
     return dist.get_rank() if is_distributed() else 0
+
+
+def launched_world_size() -> int:
+    """Processes torchrun started for this run (its WORLD_SIZE; 1 when not under torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (RANK; 0 when not under torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def join(device: torch.device) -> tuple[torch.device, bool]:
+    """Join torchrun's process group: nccl on GPU ``cuda:LOCAL_RANK``, gloo on the CPU.
+
+    Returns:
+        The device this process trains on, and whether this call created the group (a group
+        initialised by the caller is used as it is).
+
+    Raises:
+        ConfigError: If this process's GPU does not exist.
+    """
+    if device.type == "cuda":
+        device = resolve_device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+        torch.cuda.set_device(device)
+    if dist.is_initialized():
+        return device, False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, True
+
+
+def leave(created: bool) -> None:
+    """Wait for every process, then destroy the group if :func:`join` created it."""
+    dist.barrier()
+    if created:
+        dist.destroy_process_group()
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Average the gradients of parameters that DistributedDataParallel does not own."""
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world_size()
+
+
+def average(x: torch.Tensor) -> torch.Tensor:
+    """The mean of ``x`` over processes (``x`` itself when not distributed)."""
+    if not is_distributed():
+        return x
+    total = x.detach().clone()
+    dist.all_reduce(total)
+    return total / world_size()
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 import anobench
+from anobench import distributed
 from anobench.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentRecipe, BatchAugmenter, test_transform
 from anobench.batches import BatchComposer
 from anobench.checkpoint import Checkpoint
@@ -176,11 +177,33 @@ def run_experiment(
         checkpoint: Resume training from it if it exists, save to it during training, and
             delete it once the run is recorded.
 
+    Under ``torchrun --nproc_per_node=N`` (WORLD_SIZE > 1) the run trains once over N processes
+    with DistributedDataParallel: each process composes 1/N of every batch from its 1/N of the
+    normal images, with its own sampling and augmentation seed (``seed * 1000 + rank``); the
+    losses gather candidates across processes, so the gradient is that of the whole batch.
+    BatchNorm becomes SyncBatchNorm on GPUs, so its statistics are those of the whole batch
+    (SyncBatchNorm has no CPU kernel: with gloo on the CPU each process normalises its share).
+    Only rank 0 scores, tracks and writes the CSV; the other ranks return a result without
+    scorer results.
+
     Raises:
         AnobenchError: For bad names, settings or data (checked before training starts).
     """
     started = time.perf_counter()
     device = resolve_device(config.device)
+    # --- one run over several processes (torchrun); docs/sweeps.md ---
+    world, rank = distributed.launched_world_size(), distributed.launched_rank()
+    own_group = False
+    cfg = config.train
+    if world > 1:
+        if cfg.inliers_per_batch % world or cfg.outliers_per_batch % world:
+            raise ConfigError(
+                f"batch_size {cfg.batch_size} ({cfg.inliers_per_batch} inliers + "
+                f"{cfg.outliers_per_batch} outliers) must split evenly over {world} processes"
+            )
+        if checkpoint is not None:
+            raise ConfigError("training checkpoints are not supported in a multi-process run")
+        device, own_group = distributed.join(device)
     objective = checked_build(f"objective {config.objective!r}", get_objective, config.objective,
                               **config.objective_params)
     scorers = checked_build("scorers", build_scorers, config.scorers)
@@ -194,21 +217,30 @@ def run_experiment(
     # Keep only what the run still reads: the other classes' training images are dead weight.
     split, test_labels = dataset.split, dataset.test.labels
     del dataset
-    cfg = config.train
 
     torch.manual_seed(config.seed)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    sampling_seed = config.seed if world == 1 else config.seed * 1000 + rank
+    generator = torch.Generator(device=device).manual_seed(sampling_seed)
     model = ContrastiveModel(cfg.width, cfg.head_hidden, cfg.head_layers, cfg.head_out)
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model = model.to(device, memory_format=memory_format(cfg.channels_last))
     objective.build(model.feature_dim)
     check_compatible(scorers, objective, model.feature_dim)
     objective.to(device)
     if cfg.compile:
         model.compile()
+    trained_model: torch.nn.Module = model
+    if world > 1:
+        # find_unused_parameters: an objective may use the features alone, leaving the head idle.
+        trained_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
     normals = task.train_images.to(device)
     composer = BatchComposer(
-        normals, cfg.inliers_per_batch, cfg.outliers_per_batch, make_outliers,
-        len(make_outliers.names), objective.recipe,
+        normals[rank::world], cfg.inliers_per_batch // world, cfg.outliers_per_batch // world,
+        make_outliers, len(make_outliers.names), objective.recipe,
     )
     augmenter = BatchAugmenter(AugmentRecipe(), config.image_size, CIFAR10_MEAN, CIFAR10_STD)
     total_steps = cfg.total_steps(len(normals))
@@ -231,15 +263,26 @@ def run_experiment(
         )
         return score_all(scorers, views, task.test_is_anomaly)
 
-    def evaluate() -> tuple[TrainResult, list[ScorerResult]]:
+    def fit() -> TrainResult:
         trained = train(
-            model, objective, composer, augmenter, cfg, total_steps, steps_per_epoch, generator,
-            on_step, checkpoint=checkpoint,  # checkpoint/AULC hooks: see docs/sweeps.md
-            evaluate=lambda: {r.spec: r.metrics["auroc"] for r in score()},
+            trained_model, objective, composer, augmenter, cfg, total_steps, steps_per_epoch,
+            generator, on_step if rank == 0 else None,
+            checkpoint=checkpoint,  # checkpoint/AULC hooks: see docs/sweeps.md
+            evaluate=(lambda: {r.spec: r.metrics["auroc"] for r in score()}) if rank == 0 else None,
             eval_steps=eval_steps(config.eval_checkpoints, total_steps),
         )
+        if world > 1:
+            distributed.leave(own_group)  # rank 0 then scores as a single process
+        return trained
+
+    def evaluate() -> tuple[TrainResult, list[ScorerResult]]:
+        trained = fit()
         return trained, score()
 
+    if rank != 0:
+        trained = fit()
+        return RunResult(config, None, task.normal_class_name, split, trained, [],
+                         time.perf_counter() - started)
     run_id = None
     if tracker is None:
         trained, results = evaluate()

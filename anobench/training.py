@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Collection
 
 import torch
+from torch import nn
 
+from anobench import distributed
 from anobench.augment import BatchAugmenter
 from anobench.batches import BatchComposer
 from anobench.checkpoint import Checkpoint
@@ -92,7 +94,7 @@ def make_optimizer(
 
 
 def train(
-    model: ContrastiveModel,
+    model: ContrastiveModel | nn.Module,
     objective: Objective,
     composer: BatchComposer,
     augmenter: BatchAugmenter,
@@ -108,7 +110,9 @@ def train(
     """Train ``model`` (and the objective's own heads) for ``total_steps`` steps.
 
     Args:
-        model: Encoder plus projection head, already on the training device.
+        model: Encoder plus projection head, already on the training device; under torchrun,
+            wrapped in DistributedDataParallel (the objective's own gradients are then averaged
+            here, and the logged loss and throughput cover every process).
         objective: The loss; ``objective.build`` must have been called.
         composer: Draws each uint8 batch (inliers + outliers) on the device.
         augmenter: Makes each augmented view on the device.
@@ -181,15 +185,17 @@ def train(
         loss = objective(outputs)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if distributed.is_distributed():
+            distributed.average_gradients(objective.parameters())
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
         epoch_sum += loss.detach()
         epoch_steps += 1
-        n_images += len(views)
+        n_images += len(views) * distributed.world_size()
         result.steps = step
         if epoch_steps == steps_per_epoch or step == total_steps:
-            epoch_loss = float(epoch_sum) / epoch_steps
+            epoch_loss = float(distributed.average(epoch_sum)) / epoch_steps
             if not math.isfinite(epoch_loss):
                 raise TrainingError(f"the loss became non-finite ({epoch_loss}) by step {step}")
             result.epoch_losses.append(epoch_loss)

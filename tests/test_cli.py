@@ -149,3 +149,10 @@ def test_list_shows_every_registry():
     assert result.exit_code == 0
     for word in ("objectives: ", "firm", "scorers: ", "knn", "datasets: ", "digits", "presets: "):
         assert word in result.stdout
+
+
+def test_eval_checkpoints_record_the_auroc_curve_and_aulc(tmp_path):
+    result = invoke(*SMOKE, "--steps", "4", "--eval-checkpoints", "2", "--experiment", "curve")
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(tmp_path / "results" / "curve" / "runs.csv").iloc[0]
+    assert 0.0 <= row["aulc"] <= 1.0 and row["eval_checkpoints"] == 2
