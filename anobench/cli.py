@@ -65,6 +65,7 @@ def run(
     batch_size: Optional[int] = typer.Option(None, help="Samples per step, inliers and outliers together."),
     outlier_ratio: Optional[float] = typer.Option(None, help="Outliers per inlier in each batch (3 = 1:3)."),
     width: Optional[float] = typer.Option(None, help="ResNet-18 width multiplier."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate of the OneCycle schedule."),
     precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16."),
     image_size: int = typer.Option(32, help="Side of the square images the model sees."),
     eval_checkpoints: int = typer.Option(0, help="Also measure test AUROC at this many evenly spaced points of training, for AULC (never for selection)."),
@@ -78,7 +79,7 @@ def run(
         overrides = {
             k: v for k, v in {
                 "epochs": epochs, "batch_size": batch_size, "outlier_ratio": outlier_ratio,
-                "width": width, "precision": precision,
+                "width": width, "precision": precision, "lr": lr,
             }.items() if v is not None
         }
         if steps is not None:

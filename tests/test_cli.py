@@ -156,3 +156,10 @@ def test_eval_checkpoints_record_the_auroc_curve_and_aulc(tmp_path):
     assert result.exit_code == 0, result.output
     row = pd.read_csv(tmp_path / "results" / "curve" / "runs.csv").iloc[0]
     assert 0.0 <= row["aulc"] <= 1.0 and row["eval_checkpoints"] == 2
+
+
+def test_lr_flag_reaches_the_training_config(tmp_path):
+    result = invoke(*SMOKE, "--steps", "2", "--lr", "0.003", "--experiment", "lr")
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(tmp_path / "results" / "lr" / "runs.csv").iloc[0]
+    assert json.loads(row["config_json"])["train"]["lr"] == 0.003
