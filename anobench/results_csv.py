@@ -7,6 +7,7 @@ The columns (:data:`RESULT_COLUMNS`, documented in the README) are one schema sh
 from __future__ import annotations
 
 import csv
+import io
 import dataclasses
 import json
 import os
@@ -63,18 +64,13 @@ def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
                 f"results CSV {path} has other columns than schema version {SCHEMA_VERSION}; "
                 "move it away (anobench leaderboard regenerates it from MLflow)"
             )
-    lines: list[str] = []
-
-    class _Sink:
-        def write(self, text: str) -> None:
-            lines.append(text)
-
-    writer = csv.DictWriter(_Sink(), fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
     if new:
         writer.writeheader()
     writer.writerows(rows)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, "".join(lines).encode())
+        os.write(fd, buffer.getvalue().encode())
     finally:
         os.close(fd)
