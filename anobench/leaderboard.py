@@ -82,7 +82,7 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
         raise AnobenchError(f"experiment {experiment!r} in {uri} has no finished run")
     rows, curves = [], []
     for key, run in latest.items():
-        text = Path(client.download_artifacts(run.info.run_id, "config.json")).read_text()
+        text = run.data.tags.get("config_json") or Path(client.download_artifacts(run.info.run_id, "config.json")).read_text()
         config = _config(text)
         metrics = run.data.metrics
         for spec in config.scorers:
