@@ -29,7 +29,7 @@ from anobench.runner import run_experiment
 from anobench.scorers import list_scorers
 from anobench.specs import parse_assignment
 from anobench.system import tune_malloc
-from anobench.tracking import DEFAULT_EXPERIMENT, MlflowTracker
+from anobench.tracking import DEFAULT_EXPERIMENT, MlflowTracker, quiet_store_setup
 from anobench.training import StepInfo
 
 app = typer.Typer(
@@ -40,6 +40,12 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def setup() -> None:
+    """Benchmark contrastive objectives for anomaly detection."""
+    quiet_store_setup()
 
 
 def fail(message: str) -> typer.Exit:

@@ -2,9 +2,13 @@
 
 Two backends return the same neighbours (ties aside) and similarities within float32 rounding:
 
-- ``"torch"``: a chunked float32 matrix product and :func:`torch.topk` on the bank's device;
-  each similarity block holds at most ``max_chunk_elements`` entries, so memory stays bounded
-  for any number of queries and any bank size.
+- ``"torch"``: a chunked matrix product and top-k selection on the bank's device; each
+  similarity block holds at most ``max_chunk_elements`` entries, so memory stays bounded for any
+  number of queries and any bank size. On a CPU with native bfloat16 dot products (AVX512-BF16
+  or AMX) it first finds a few candidates per query with a bfloat16 product (about 4x the float32
+  speed) and re-ranks them in float32; rigorous rounding bounds certify that no other vector can
+  be in a query's top k, and queries they cannot certify are searched again in float32, so the
+  result stays exact.
 - ``"faiss"``: ``faiss.IndexFlatIP`` (CPU, optional dependency ``faiss-cpu``).
 
 ``backend="auto"`` uses faiss when it is importable and the bank is on the CPU, torch otherwise.
@@ -31,16 +35,29 @@ import torch
 
 Backend = Literal["auto", "torch", "faiss"]
 
-DEFAULT_MAX_CHUNK_ELEMENTS = 1 << 24
-"""Default cap on one similarity block: 16 Mi float32 entries = 64 MiB."""
+DEFAULT_MAX_CHUNK_ELEMENTS = 1 << 22
+"""Default cap on one similarity block: 4 Mi entries = 16 MiB in float32. Blocks that stay in
+the CPU caches beat larger ones (measured: 10-25% faster than 2^24 on banks of 5,000-50,000)."""
 
-_MIN_ROWS = 1024
-"""Smallest query block worth a matrix product (when the cap allows it)."""
+PREFILTER_EXTRA = (16,)
+"""Candidates kept per query beyond k by the bfloat16 search, for the float32 re-rank: a first
+pass keeps 8; queries it cannot certify are searched again keeping 64, then in float32."""
+
+_SAFETY = 1.25
+"""Factor widening the rounding-error bounds of the bfloat16 search."""
 
 
 def faiss_available() -> bool:
     """Whether the optional ``faiss`` package can be imported."""
     return importlib.util.find_spec("faiss") is not None
+
+
+def native_bf16_matmul(device: torch.device) -> bool:
+    """Whether ``device`` is a CPU with native bfloat16 dot products (AVX512-BF16 or AMX)."""
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def _as_matrix(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
@@ -57,6 +74,8 @@ class ExactIndex:
         bank: (N, D) vectors to search; stored as float32 (normalise first for cosine).
         backend: ``"auto"``, ``"torch"`` or ``"faiss"``.
         max_chunk_elements: Cap on the entries of one similarity block (torch backend).
+        prefilter: Torch backend: find candidates with a bfloat16 product first (exact either
+            way); None = when :func:`native_bf16_matmul` holds for the bank's device.
 
     Raises:
         ValueError: On a bad bank shape, unknown backend or a non-positive chunk cap.
@@ -68,6 +87,7 @@ class ExactIndex:
         bank: np.ndarray | torch.Tensor,
         backend: Backend = "auto",
         max_chunk_elements: int = DEFAULT_MAX_CHUNK_ELEMENTS,
+        prefilter: bool | None = None,
     ) -> None:
         if backend not in ("auto", "torch", "faiss"):
             raise ValueError(f"backend must be 'auto', 'torch' or 'faiss', got {backend!r}")
@@ -80,6 +100,9 @@ class ExactIndex:
             backend = "faiss" if use_faiss else "torch"
         self.backend: Literal["torch", "faiss"] = backend
         self._faiss_index = None
+        self._prefilter: _BFloat16Bank | None = None
+        if backend == "torch" and (native_bf16_matmul(self.bank.device) if prefilter is None else prefilter):
+            self._prefilter = _BFloat16Bank(self.bank)
         if backend == "faiss":
             import faiss  # optional dependency
 
@@ -157,45 +180,58 @@ class ExactIndex:
     def _search_torch(
         self, q: torch.Tensor, k: int, exclude_self: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        n, cap = self.size, self.max_chunk_elements
-        # Row blocks of at least _MIN_ROWS queries keep the matrix products efficient; the bank
-        # is split into column blocks when a full row block would exceed the cap.
-        rows = max(1, min(q.shape[0], cap, max(_MIN_ROWS, cap // n)))
-        cols = max(1, min(n, cap // rows))
-        out_sims = torch.empty(q.shape[0], k, dtype=torch.float32, device=q.device)
-        out_idx = torch.empty(q.shape[0], k, dtype=torch.int64, device=q.device)
-        # One reused block buffer: a fresh large allocation per block costs page faults on CPU.
-        buffer = torch.empty(rows * cols, dtype=torch.float32, device=q.device)
-        for r0 in range(0, q.shape[0], rows):
-            r1 = min(r0 + rows, q.shape[0])
-            parts_s, parts_i = [], []
-            for c0 in range(0, n, cols):
-                c1 = min(c0 + cols, n)
-                block = buffer[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
-                torch.mm(q[r0:r1], self.bank[c0:c1].T, out=block)
-                if exclude_self:
-                    self._mask_diagonal(block, r0, r1, c0, c1)
-                if k == 1:  # max is cheaper than topk
-                    s, i = block.max(dim=1, keepdim=True)
-                else:
-                    s, i = torch.topk(block, min(k, c1 - c0), dim=1)
-                parts_s.append(s)
-                parts_i.append(i + c0)
-            if len(parts_s) == 1:
-                out_sims[r0:r1], out_idx[r0:r1] = parts_s[0], parts_i[0]
-            else:  # merge the per-column-block candidates
-                cand_s, cand_i = torch.cat(parts_s, dim=1), torch.cat(parts_i, dim=1)
-                best_s, pos = torch.topk(cand_s, k, dim=1)
-                out_sims[r0:r1], out_idx[r0:r1] = best_s, torch.gather(cand_i, 1, pos)
-        return out_sims, out_idx
+        ids = torch.arange(q.shape[0], device=q.device) if exclude_self else None
+        if self._prefilter is None:
+            return _blocked_topk(q, self.bank, k, ids, self.max_chunk_elements)
+        return self._prefiltered_topk(q, k, ids)
 
-    @staticmethod
-    def _mask_diagonal(block: torch.Tensor, r0: int, r1: int, c0: int, c1: int) -> None:
-        """Set the entries (row i, column i) that fall inside this block to -inf."""
-        lo, hi = max(r0, c0), min(r1, c1)
-        if lo < hi:
-            diag = torch.arange(lo, hi, device=block.device)
-            block[diag - r0, diag - c0] = float("-inf")
+    def _prefiltered_topk(
+        self, q: torch.Tensor, k: int, ids: torch.Tensor | None, attempt: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact top-k through a bfloat16 candidate search and a float32 re-rank.
+
+        The bfloat16 product finds the ``k + PREFILTER_EXTRA[attempt]`` best candidates of each
+        query and their float32 inner products give the answer. A query is certified when the
+        upper bound of its worst kept candidate lies below the lower bound of its k-th (rigorous
+        rounding bounds, :class:`_BFloat16Bank`), so that no other bank vector can be in its top
+        k; uncertified queries (near-ties across a wide band) are searched again with more
+        candidates, and after the last attempt in float32.
+        """
+        pre, n = self._prefilter, self.size
+        assert pre is not None
+        wide = min(n, k + PREFILTER_EXTRA[attempt])
+        q16 = q.to(torch.bfloat16)
+        approx, cand = _blocked_topk(q16, pre.bank, wide, ids, self.max_chunk_elements)
+        sims = torch.empty(q.shape[0], k, dtype=torch.float32, device=q.device)
+        idx = torch.empty(q.shape[0], k, dtype=torch.int64, device=q.device)
+        dim = self.bank.shape[1]
+        rows = max(1, min(q.shape[0], self.max_chunk_elements // (wide * dim)))
+        # Reused buffers: fresh large allocations per chunk cost more in page faults than the gather.
+        gathered = torch.empty(rows * wide * dim, dtype=torch.float32, device=q.device)
+        products = torch.empty(rows * wide, dtype=torch.float32, device=q.device)
+        for r0 in range(0, q.shape[0], rows):
+            c = cand[r0 : r0 + rows]
+            bank_rows = gathered[: c.numel() * dim].view(c.numel(), dim)
+            torch.index_select(self.bank, 0, c.reshape(-1), out=bank_rows)
+            exact = products[: c.numel()].view(c.shape[0], wide)
+            torch.bmm(bank_rows.view(c.shape[0], wide, dim), q[r0 : r0 + rows].unsqueeze(2), out=exact.unsqueeze(2))
+            if ids is not None:
+                exact.masked_fill_(c == ids[r0 : r0 + rows, None], float("-inf"))
+            best, pos = torch.topk(exact, k, dim=1)
+            sims[r0 : r0 + rows], idx[r0 : r0 + rows] = best, c.gather(1, pos)
+        if wide < n:
+            kth, worst = approx[:, k - 1], approx[:, -1]
+            error = pre.absolute_error(q, q16)
+            lower = kth - error - pre.relative_error * kth.abs()
+            upper = worst + error + pre.relative_error * worst.abs()
+            redo = torch.nonzero(~(upper < lower)).squeeze(1)
+            if redo.numel():
+                sub_ids = ids[redo] if ids is not None else None
+                if attempt + 1 < len(PREFILTER_EXTRA):
+                    sims[redo], idx[redo] = self._prefiltered_topk(q[redo], k, sub_ids, attempt + 1)
+                else:
+                    sims[redo], idx[redo] = _blocked_topk(q[redo], self.bank, k, sub_ids, self.max_chunk_elements)
+        return sims, idx
 
     def _search_faiss(
         self, q: torch.Tensor, k: int, exclude_self: bool
@@ -216,6 +252,92 @@ class ExactIndex:
             torch.from_numpy(np.ascontiguousarray(sims)).to(device),
             torch.from_numpy(np.ascontiguousarray(idx)).to(torch.int64).to(device),
         )
+
+
+class _BFloat16Bank:
+    """A bank rounded to bfloat16, with what bounds the error of a bfloat16 inner product.
+
+    With roundings q~ = q - dq and b~ = b - db: q.b - q~.b~ = q~.db + dq.b~ + dq.db, so
+    |q.b - q~.b~| <= |q~| max|db| + |dq| max|b~| + |dq| max|db| over the bank. The product of two
+    bfloat16 numbers is exact in float32; summing D of them in float32 adds at most
+    gamma_D |q~| max|b~| (gamma_D = D u / (1 - D u), u = 2^-24), and the bfloat16 output adds
+    2^-8 of its magnitude. Both bounds are widened by :data:`_SAFETY`.
+    """
+
+    def __init__(self, bank: torch.Tensor) -> None:
+        self.bank = bank.to(torch.bfloat16)
+        rounded = self.bank.float()
+        self.max_error = float((bank - rounded).norm(dim=1).max())
+        self.max_norm = float(rounded.norm(dim=1).max())
+        terms = bank.shape[1] * 2.0**-24
+        self.gamma = terms / (1 - terms)
+        self.relative_error = _SAFETY * 2.0**-8 / (1 - 2.0**-8)
+
+    def absolute_error(self, queries: torch.Tensor, rounded_queries: torch.Tensor) -> torch.Tensor:
+        """Per query: bound on |exact - bfloat16 product| before the output rounding."""
+        rounded = rounded_queries.float()
+        norm, error = rounded.norm(dim=1), (queries - rounded).norm(dim=1)
+        return _SAFETY * (norm * self.max_error + error * self.max_norm + error * self.max_error
+                          + self.gamma * norm * self.max_norm)
+
+
+def _blocked_topk(
+    q: torch.Tensor, bank: torch.Tensor, k: int, ids: torch.Tensor | None, cap: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k inner products of ``q`` with ``bank`` (same dtype), in blocks of at most ``cap``
+    entries; query i skips bank index ``ids[i]`` when ``ids`` is given. Float32 similarities."""
+    m, n = q.shape[0], bank.shape[0]
+    rows = max(1, min(m, cap // n))
+    cols = max(1, min(n, cap // rows))
+    sims = torch.empty(m, k, dtype=torch.float32, device=q.device)
+    idx = torch.empty(m, k, dtype=torch.int64, device=q.device)
+    # One reused block buffer: a fresh large allocation per block costs page faults on CPU.
+    buffer = torch.empty(rows * cols, dtype=q.dtype, device=q.device)
+    for r0 in range(0, m, rows):
+        r1 = min(r0 + rows, m)
+        parts_s, parts_i = [], []
+        for c0 in range(0, n, cols):
+            c1 = min(c0 + cols, n)
+            block = buffer[: (r1 - r0) * (c1 - c0)].view(r1 - r0, c1 - c0)
+            torch.mm(q[r0:r1], bank[c0:c1].T, out=block)
+            if ids is not None:
+                _mask_self(block, ids[r0:r1], c0)
+            s, i = _top(block, min(k, c1 - c0))
+            parts_s.append(s.float())
+            parts_i.append(i + c0)
+        if len(parts_s) == 1:
+            sims[r0:r1], idx[r0:r1] = parts_s[0], parts_i[0]
+        else:  # merge the per-column-block candidates
+            cand_s, cand_i = torch.cat(parts_s, dim=1), torch.cat(parts_i, dim=1)
+            best, pos = torch.topk(cand_s, k, dim=1)
+            sims[r0:r1], idx[r0:r1] = best, torch.gather(cand_i, 1, pos)
+    return sims, idx
+
+
+def _mask_self(block: torch.Tensor, ids: torch.Tensor, c0: int) -> None:
+    """Set entry (row i, column ids[i] - c0) to -inf where that column lies in the block."""
+    rows = torch.nonzero((ids >= c0) & (ids < c0 + block.shape[1])).squeeze(1)
+    block[rows, ids[rows] - c0] = float("-inf")
+
+
+def _top(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise top k of a block (values, column indices), sorted by decreasing value.
+
+    For k > 1 the columns are split into g strided groups; the top k of a row lie in its k
+    groups with the largest maxima (ties aside), so only k * g entries per row reach
+    :func:`torch.topk`, whose per-row cost dominates on wide rows.
+    """
+    if k == 1:  # max is cheaper than topk
+        return block.max(dim=1, keepdim=True)
+    r, c = block.shape
+    g = next((g for g in (16, 8, 4, 2) if c % g == 0 and c // g >= k), 0)
+    if not g:
+        return torch.topk(block, k, dim=1)
+    w = c // g  # group j holds the columns j, j + w, ..., j + (g - 1) w
+    _, groups = torch.topk(block.view(r, g, w).amax(dim=1), k, dim=1)
+    cols = (groups.unsqueeze(2) + w * torch.arange(g, device=block.device)).view(r, k * g)
+    best, pos = torch.topk(block.gather(1, cols), k, dim=1)
+    return best, cols.gather(1, pos)
 
 
 def knn_search(

@@ -24,6 +24,17 @@ A sweep file::
     eval_checkpoints = 4
     [objective_params.firm]
     tau = 0.2
+
+Several grids in one file: ``[[grid]]`` tables instead of one ``[grid]``; the first is complete
+and every later one lists only the keys it changes (e.g. an objective that runs with one seed)::
+
+    [[grid]]
+    objectives = ["firm", "simclr"]
+    seeds = [0, 1]
+    [[grid]]
+    objectives = ["csi"]
+    scorers = ["knn", "csi"]
+    seeds = [0]
 """
 
 from __future__ import annotations
@@ -66,6 +77,8 @@ class SweepSpec:
             preset; ``steps`` wins over ``epochs``).
         objective_params: Constructor parameters per objective name.
         experiment: MLflow experiment (and results folder) of the sweep.
+        more_grids: Further grids, each given by the grid keys (:data:`GRID_KEYS`) in which it
+            differs from this one; their runs join this grid's runs.
     """
 
     objectives: tuple[str, ...] = ("firm",)
@@ -78,6 +91,7 @@ class SweepSpec:
     run: dict[str, Any] = field(default_factory=dict)
     objective_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     experiment: str = "default"
+    more_grids: tuple[dict[str, tuple[Any, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         for key in GRID_KEYS:
@@ -88,11 +102,24 @@ class SweepSpec:
             raise ConfigError(f"unknown run setting {unknown[0]!r}; valid settings: {', '.join(RUN_KEYS)}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds repeat a value: {list(self.seeds)}")
+        for changes in self.more_grids:
+            unknown = sorted(set(changes) - set(GRID_KEYS))
+            if unknown:
+                raise ConfigError(f"unknown grid key {unknown[0]!r}; valid keys: {', '.join(GRID_KEYS)}")
 
     def with_changes(self, **changes: Any) -> SweepSpec:
-        """A copy with ``changes``; None values and empty tuples keep the current setting."""
+        """A copy with ``changes``; None values and empty tuples keep the current setting.
+
+        A changed grid key applies to every grid: it also replaces that key in :attr:`more_grids`.
+        """
         kept = {k: v for k, v in changes.items() if v is not None and v != ()}
-        return dataclasses.replace(self, **kept)
+        more = tuple({k: v for k, v in grid.items() if k not in kept} for grid in kept.get("more_grids", self.more_grids))
+        return dataclasses.replace(self, **{**kept, "more_grids": more})
+
+    def grids(self) -> list[SweepSpec]:
+        """This grid and each of :attr:`more_grids` as a single-grid spec."""
+        first = dataclasses.replace(self, more_grids=())
+        return [first, *(dataclasses.replace(first, **changes) for changes in self.more_grids)]
 
 
 def _class_list(dataset: str, classes: tuple[str, ...], run: dict[str, Any]) -> list[str]:
@@ -120,9 +147,6 @@ def _check_names(spec: SweepSpec) -> None:
         if name not in objectives:
             raise ConfigError(f"unknown objective {name!r}; valid names: {', '.join(objectives)}")
         checked_build(f"objective {name!r}", get_objective, name, **spec.objective_params.get(name, {}))
-    stray = sorted(set(spec.objective_params) - set(spec.objectives))
-    if stray:
-        raise ConfigError(f"objective_params for {stray[0]!r}, which is not in the grid's objectives")
     checked_build("scorers", build_scorers, list(spec.scorers))
     generators = list_generators()
     for source in spec.outliers:
@@ -139,12 +163,28 @@ def _check_names(spec: SweepSpec) -> None:
 
 
 def expand(spec: SweepSpec) -> list[RunConfig]:
-    """Every run of the grid, validated, without duplicates (equal keys), in a stable order:
-    preset, dataset, seed, class, objective, outlier source.
+    """Every run of every grid, validated, without duplicates (equal keys), in a stable order:
+    preset, dataset, seed, class, then grid, objective, outlier source.
 
     Raises:
         ConfigError, UnknownNameError, DataError: For a bad name or setting, before any run.
     """
+    stray = sorted(set(spec.objective_params) - {o for grid in spec.grids() for o in grid.objectives})
+    if stray:
+        raise ConfigError(f"objective_params for {stray[0]!r}, which is not in the grid's objectives")
+    runs: dict[str, RunConfig] = {}
+    for grid in spec.grids():
+        for config in _expand_grid(grid):
+            runs.setdefault(config.key(), config)
+    fields = ("preset", "dataset", "seed", "normal_class")
+    first_seen: dict[str, dict[Any, int]] = {name: {} for name in fields}
+    for config in runs.values():
+        for name in fields:
+            first_seen[name].setdefault(getattr(config, name), len(first_seen[name]))
+    return sorted(runs.values(), key=lambda c: tuple(first_seen[n][getattr(c, n)] for n in fields))
+
+
+def _expand_grid(spec: SweepSpec) -> list[RunConfig]:
     _check_names(spec)
     run = dict(spec.run)
     overrides = {k: run.pop(k) for k in TRAIN_OVERRIDES if k in run}
@@ -218,7 +258,11 @@ def _spec_from_dict(data: dict[str, Any]) -> SweepSpec:
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r}; valid keys: {', '.join(TOP_KEYS)}")
-    grid = _table(data, "grid", GRID_KEYS)
+    grids = data.get("grid", {})
+    tables = grids if isinstance(grids, list) else [grids]
+    if not tables:
+        raise ConfigError("grid is an empty list; give at least one [[grid]] table")
+    grid, *more = [_table({"grid": table}, "grid", GRID_KEYS) for table in tables]
     run = _table(data, "run", RUN_KEYS)
     for key, value in run.items():
         if isinstance(value, bool) or not isinstance(value, _RUN_TYPES[key]):
@@ -226,13 +270,15 @@ def _spec_from_dict(data: dict[str, Any]) -> SweepSpec:
     params = data.get("objective_params", {})
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
         raise ConfigError("objective_params must hold one table per objective ([objective_params.firm])")
-    changes: dict[str, Any] = {
-        key: _strings(f"grid.{key}", grid[key], int if key == "seeds" else str) for key in grid
-    }
+    changes, *more_grids = [
+        {key: _strings(f"grid.{key}", table[key], int if key == "seeds" else str) for key in table}
+        for table in (grid, *more)
+    ]
     experiment = data.get("experiment", "default")
     if not isinstance(experiment, str) or not experiment:
         raise ConfigError(f"experiment must be a non-empty string, got {experiment!r}")
-    return SweepSpec(run=run, objective_params=params, experiment=experiment).with_changes(**changes)
+    spec = SweepSpec(run=run, objective_params=params, experiment=experiment).with_changes(**changes)
+    return dataclasses.replace(spec, more_grids=tuple(more_grids))
 
 
 def parse_int_list(flag: str, text: str) -> tuple[int, ...]:
@@ -293,11 +339,12 @@ def build_spec(
         seeds=parse_int_list("--seeds", seeds) if seeds is not None else None,
         presets=presets, experiment=experiment,
     )
-    if ALL_CLASSES in spec.classes and spec.classes != (ALL_CLASSES,):
-        raise ConfigError(f"classes: 'all' cannot be combined with other classes, got {list(spec.classes)}")
+    for grid in spec.grids():
+        if ALL_CLASSES in grid.classes and grid.classes != (ALL_CLASSES,):
+            raise ConfigError(f"classes: 'all' cannot be combined with other classes, got {list(grid.classes)}")
     settings = {**spec.run, **{k: v for k, v in run.items() if v is not None}}
     params = {name: dict(p) for name, p in spec.objective_params.items()}
-    for name in spec.objectives:
+    for name in dict.fromkeys(o for grid in spec.grids() for o in grid.objectives):
         params.setdefault(name, {}).update(objective_params or {})
     params = {name: p for name, p in params.items() if p}
     return dataclasses.replace(spec, run=settings, objective_params=params)

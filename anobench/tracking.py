@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import subprocess
@@ -23,6 +24,12 @@ DEFAULT_EXPERIMENT = "default"
 def default_tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else a sqlite file ``mlflow.db`` in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def quiet_store_setup() -> None:
+    """Hide the INFO lines MLflow prints when it creates or migrates a sqlite store's tables."""
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def metric_key(*parts: str) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from anobench.knn import DEFAULT_MAX_CHUNK_ELEMENTS, ExactIndex, faiss_available
+from anobench.knn import DEFAULT_MAX_CHUNK_ELEMENTS, ExactIndex, faiss_available, native_bf16_matmul
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -61,7 +61,8 @@ def main() -> None:
         threads = f"faiss omp threads {faiss.omp_get_max_threads()}"
     else:
         threads = "faiss not installed"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {threads}")
+    prefilter = "bfloat16 prefilter" if native_bf16_matmul(torch.device("cpu")) else "float32 only"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {prefilter}; {threads}")
     print(f"{args.queries} queries, best of {args.repeats}, times in seconds")
     header = (
         f"{'bank':>7} {'dim':>4} {'k':>2} {'torch':>8} {'faiss':>8} {'sklearn':>8}"

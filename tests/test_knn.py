@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from anobench.knn import ExactIndex, faiss_available, knn_search
+from anobench.knn import ExactIndex, faiss_available, knn_search, native_bf16_matmul
 
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss-cpu is not installed")
 
@@ -34,13 +34,15 @@ def loop_topk(
     return sims, idx
 
 
+@pytest.mark.parametrize("prefilter", [False, True])
 @pytest.mark.parametrize("max_chunk_elements", [1 << 24, 7 * 50, 37])
 @pytest.mark.parametrize("k", [1, 5])
-def test_torch_matches_loops(k: int, max_chunk_elements: int) -> None:
+def test_torch_matches_loops(k: int, max_chunk_elements: int, prefilter: bool) -> None:
     # 37 forces column chunks smaller than the bank (merging partial top-k), 350 row chunks.
     rng = np.random.default_rng(k)
     bank, queries = unit(rng, 50, 16), unit(rng, 23, 16)
-    sims, idx = ExactIndex(bank, "torch", max_chunk_elements).search(torch.from_numpy(queries), k)
+    index = ExactIndex(bank, "torch", max_chunk_elements, prefilter=prefilter)
+    sims, idx = index.search(torch.from_numpy(queries), k)
     ref_s, ref_i = loop_topk(queries, bank, k)
     assert sims.dtype == torch.float32 and idx.dtype == torch.int64
     assert sims.shape == idx.shape == (23, k)
@@ -49,11 +51,13 @@ def test_torch_matches_loops(k: int, max_chunk_elements: int) -> None:
 
 
 @pytest.mark.parametrize("max_chunk_elements", [1 << 24, 64, 5])
-@pytest.mark.parametrize("backend", ["torch", pytest.param("faiss", marks=needs_faiss)])
+@pytest.mark.parametrize("backend", ["torch", "torch-prefilter", pytest.param("faiss", marks=needs_faiss)])
 def test_exclude_self_is_leave_one_out(backend: str, max_chunk_elements: int) -> None:
     rng = np.random.default_rng(3)
     bank = unit(rng, 40, 8)
-    index = ExactIndex(bank, backend, max_chunk_elements)  # type: ignore[arg-type]
+    prefilter = backend == "torch-prefilter"
+    backend = backend.removesuffix("-prefilter")
+    index = ExactIndex(bank, backend, max_chunk_elements, prefilter=prefilter)  # type: ignore[arg-type]
     sims, idx = index.search_self(k=4)
     ref_s, ref_i = loop_topk(bank, bank, 4, exclude_self=True)
     np.testing.assert_array_equal(idx.numpy(), ref_i)
@@ -86,6 +90,42 @@ def test_faiss_and_torch_agree(n: int, d: int, k: int) -> None:
     fs, fi = ExactIndex(bank, "faiss").search_self(k)
     np.testing.assert_array_equal(ti.numpy(), fi.numpy())
     np.testing.assert_allclose(ts.numpy(), fs.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("exclude_self", [False, True])
+@pytest.mark.parametrize("k", [1, 3])
+def test_prefilter_is_exact_where_bfloat16_cannot_tell_vectors_apart(k: int, exclude_self: bool) -> None:
+    """30 vectors equal in bfloat16 but not in float32, among random ones: the bfloat16 search
+    keeps at most k + 8 of the tied 30 (then k + 64 of 200), so only the certification and its float32 re-search can
+    return the true best (a prefilter that trusted its candidates fails here)."""
+    rng = np.random.default_rng(11 + k)
+    bank = unit(rng, 200, 32)
+    base = torch.from_numpy(bank[0]).bfloat16().float().numpy()
+    bank[:30] = base + rng.uniform(-1, 1, size=(30, 32)).astype(np.float32) * np.abs(base) * 2.0**-10
+    queries = bank if exclude_self else bank[:30] + rng.normal(scale=1e-3, size=(30, 32)).astype(np.float32)
+    index = ExactIndex(bank, "torch", prefilter=True)
+    assert index._prefilter is not None
+    sims, idx = index.search_self(k) if exclude_self else index.search(queries, k)
+    ref_s, ref_i = loop_topk(queries, bank, k, exclude_self=exclude_self)
+    np.testing.assert_array_equal(idx.numpy(), ref_i)
+    np.testing.assert_allclose(sims.numpy(), ref_s, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 50.0])
+def test_prefilter_is_exact_for_any_vector_norms(scale: float) -> None:
+    rng = np.random.default_rng(12)
+    bank = (rng.normal(size=(300, 24)) * rng.uniform(0.1, 2, size=(300, 1)) * scale).astype(np.float32)
+    queries = (rng.normal(size=(40, 24)) * scale).astype(np.float32)
+    sims, idx = ExactIndex(bank, "torch", prefilter=True).search(queries, 4)
+    ref_s, ref_i = loop_topk(queries, bank, 4)
+    np.testing.assert_array_equal(idx.numpy(), ref_i)
+    np.testing.assert_allclose(sims.numpy(), ref_s, rtol=1e-5, atol=1e-6 * scale * scale)
+
+
+def test_prefilter_default_follows_the_cpu() -> None:
+    bank = np.eye(4, dtype=np.float32)
+    assert (ExactIndex(bank, "torch")._prefilter is not None) == native_bf16_matmul(torch.device("cpu"))
+    assert ExactIndex(bank, "torch", prefilter=False)._prefilter is None
 
 
 def test_auto_backend_choice() -> None:

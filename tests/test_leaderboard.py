@@ -25,14 +25,15 @@ AUROC = {
 STEPS = 20
 
 
-def log_runs(uri: str, experiment: str) -> None:
+def log_runs(uri: str, experiment: str, config_artifact: bool = True) -> None:
     tracker = MlflowTracker(uri, experiment)
     for (objective, normal_class, seed), auroc in AUROC.items():
         config = RunConfig(objective=objective, scorers=["knn"], normal_class=normal_class, seed=seed,
                            eval_checkpoints=2, train=dataclasses.replace(preset("smoke"), steps=STEPS))
         with tracker.start_run("r", run_tags(config, "split", f"class{normal_class}")) as run:
             run.log_params(config.flat_params())
-            run.log_text(config.to_json(), "config.json")
+            if config_artifact:
+                run.log_text(config.to_json(), "config.json")
             run.log_metrics({"auroc/knn": 0.5}, step=0)
             run.log_metrics({"auroc/knn": (0.5 + auroc) / 2}, step=STEPS // 2)
             run.log_metrics({"auroc/knn": auroc, "aupr/knn": auroc - 0.1, "fpr95/knn": 1 - auroc,
@@ -79,6 +80,17 @@ def test_leaderboard_files(tmp_path):
     assert "| 1 | firm | knn |" in markdown and "| 2 | simclr | knn |" in markdown
     for png in ("auroc_curves.png", "per_class_auroc.png"):
         assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (folder / png).stat().st_size > 5000
+
+
+def test_the_tracking_store_alone_regenerates_the_tables(tmp_path):
+    """Runs carry their config as a tag, so a copied store without its artifacts is enough."""
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    log_runs(uri, "tags-only", config_artifact=False)
+    result = CliRunner().invoke(app, ["leaderboard", "--experiment", "tags-only", "--tracking-uri", uri,
+                                      "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    runs = pd.read_csv(tmp_path / "out" / "tags-only" / "runs.csv", dtype={"normal_class": str})
+    assert {(r.objective, r.normal_class, r.seed): r.auroc for r in runs.itertuples()} == pytest.approx(AUROC)
 
 
 def test_missing_experiment_is_one_error_line(tmp_path):

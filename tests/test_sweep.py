@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import mlflow
@@ -65,6 +66,59 @@ def test_flags_override_the_file(tmp_path):
     spec = build_spec(path, seeds="3", objective_params={"mode": "pairwise"})
     assert spec.seeds == (3,) and spec.experiment == "e" and spec.run == {"steps": 5}
     assert spec.objective_params == {"firm": {"tau": 0.5, "mode": "pairwise"}}
+
+
+MULTI_GRID = """experiment = "multi"
+[[grid]]
+objectives = ["firm", "simclr"]
+scorers = ["knn"]
+classes = [0, 1]
+seeds = [0, 1]
+presets = ["smoke"]
+[[grid]]
+objectives = ["csi"]
+scorers = ["knn", "csi"]
+seeds = [0]
+[objective_params.csi]
+tau = 0.4
+"""
+
+
+def test_several_grids_join_in_class_order(tmp_path):
+    path = tmp_path / "multi.toml"
+    path.write_text(MULTI_GRID)
+    configs = expand(build_spec(path))
+    got = [(c.seed, c.normal_class, c.objective) for c in configs]
+    assert got == [(0, "0", "firm"), (0, "0", "simclr"), (0, "0", "csi"), (0, "1", "firm"), (0, "1", "simclr"),
+                   (0, "1", "csi"), (1, "0", "firm"), (1, "0", "simclr"), (1, "1", "firm"), (1, "1", "simclr")]
+    scorers = {c.objective: c.scorers for c in configs}
+    assert scorers == {"firm": ["knn"], "simclr": ["knn"], "csi": ["knn", "csi"]}
+    assert [c.objective_params for c in configs if c.objective == "csi"] == [{"tau": 0.4}, {"tau": 0.4}]
+    assert {c.preset for c in configs} == {"smoke"}
+
+
+def test_a_flag_overrides_every_grid(tmp_path):
+    path = tmp_path / "multi.toml"
+    path.write_text(MULTI_GRID)
+    configs = expand(build_spec(path, seeds="5", classes="1"))
+    assert sorted((c.objective, c.normal_class, c.seed) for c in configs) == [
+        ("csi", "1", 5), ("firm", "1", 5), ("simclr", "1", 5)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[[grid]]\nobjectives = ["firm"]\n[[grid]]\nseed = [0]', "unknown key 'grid.seed'"),
+        ('[[grid]]\nobjectives = ["firm"]\n[[grid]]\nseeds = []', "grid.seeds is empty"),
+        ('grid = []', "grid is an empty list"),
+        ('[[grid]]\nobjectives = ["firm"]\n[[grid]]\nobjectives = ["nope"]', "unknown objective 'nope'"),
+    ],
+)
+def test_bad_later_grid_is_named(tmp_path, text, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        expand(build_spec(path, presets=("smoke",)))
 
 
 @pytest.mark.parametrize(
