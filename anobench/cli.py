@@ -299,12 +299,13 @@ def leaderboard(
     experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="MLflow experiment."),
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
     output_dir: Path = typer.Option(Path("results"), help="Files go to OUTPUT_DIR/EXPERIMENT/."),
+    reference: Optional[str] = typer.Option(None, help="Objective compared with every other one: paired tests and convergence speed-ups."),
 ) -> None:
-    """Write runs.csv, per_class.csv, leaderboard.csv/.md and plots of an experiment's finished runs."""
+    """Write runs.csv, per_class.csv, leaderboard.csv/.md, curves.csv and plots of an experiment's finished runs."""
     from anobench.leaderboard import write_leaderboard
 
     try:
-        paths = write_leaderboard(tracking_uri, experiment, output_dir)
+        paths = write_leaderboard(tracking_uri, experiment, output_dir, reference)
     except AnobenchError as error:
         raise fail(str(error)) from None
     out.print(paths["leaderboard.md"].read_text(), markup=False, highlight=False)

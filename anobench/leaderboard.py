@@ -9,8 +9,12 @@ Files written under ``OUTPUT_DIR/<experiment>/`` (the columns are documented in 
 - ``leaderboard.csv`` and ``leaderboard.md``: objective x scorer, mean AUROC ± std over seeds
   (of the mean over classes), rank, AULC, and a paired t-test over (class, seed) against the
   best row;
+- ``curves.csv``: every AUROC measured during training (runs with ``eval_checkpoints``), one row
+  per run x scorer x step;
 - ``auroc_curves.png`` (AUROC versus training progress per objective, the AULC picture) and
-  ``per_class_auroc.png``.
+  ``per_class_auroc.png``;
+- with a reference objective (``--reference firm``): ``paired_vs_firm.csv``,
+  ``convergence_vs_firm.csv`` and ``comparison_vs_firm.md`` (:mod:`anobench.comparison`).
 
 Example:
     >>> paths = write_leaderboard(experiment="digits-smoke")  # doctest: +SKIP
@@ -106,7 +110,10 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
                     curves.append({**{c: row[c] for c in GROUP}, "run_key": key, "normal_class_name": row["normal_class_name"],
                                    "seed": config.seed, "step": step, "progress": step / max(history[-1][0], 1), "auroc": value})
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    return frame.sort_values(GROUP + ["normal_class_name", "seed"], ignore_index=True), pd.DataFrame(curves)
+    curve_frame = pd.DataFrame(curves)
+    if len(curve_frame):
+        curve_frame = curve_frame.sort_values(GROUP + ["normal_class_name", "seed", "step"], ignore_index=True)
+    return frame.sort_values(GROUP + ["normal_class_name", "seed"], ignore_index=True), curve_frame
 
 
 def per_class_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -234,20 +241,42 @@ def _write_text(path: Path, text: str) -> None:
 
 def write_leaderboard(
     tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, output_dir: Path = Path("results"),
+    reference: str | None = None,
 ) -> dict[str, Path]:
     """Read the experiment from MLflow and write every leaderboard file (each atomically).
 
+    Args:
+        tracking_uri: MLflow store (None: the default store).
+        experiment: MLflow experiment; the files go to ``output_dir / experiment``.
+        output_dir: Parent folder of the files.
+        reference: Objective to compare every other objective with (paired tests, convergence).
+
     Returns:
         The written files by name.
+
+    Raises:
+        AnobenchError: If the experiment has no finished run, or ``reference`` no run or curve.
     """
     import matplotlib.pyplot as plt
 
+    from anobench.comparison import comparison_markdown, convergence_summary, convergence_table, paired_table
+
     rows, curves = load_runs(tracking_uri, experiment)
     folder = output_dir / experiment
-    folder.mkdir(parents=True, exist_ok=True)
     table = leaderboard_table(rows)
-    paths = {name: folder / name for name in
-             ("runs.csv", "per_class.csv", "leaderboard.csv", "leaderboard.md", "auroc_curves.png", "per_class_auroc.png")}
+    names = ["runs.csv", "per_class.csv", "leaderboard.csv", "leaderboard.md", "curves.csv", "auroc_curves.png",
+             "per_class_auroc.png"]
+    if reference is not None:
+        paired, convergence = paired_table(rows, reference), convergence_table(curves, reference)
+        names += [f"paired_vs_{reference}.csv", f"convergence_vs_{reference}.csv", f"comparison_vs_{reference}.md"]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: folder / name for name in names}
+    if reference is not None:
+        _write_text(paths[f"paired_vs_{reference}.csv"], paired.to_csv(index=False))
+        _write_text(paths[f"convergence_vs_{reference}.csv"], convergence.to_csv(index=False))
+        _write_text(paths[f"comparison_vs_{reference}.md"],
+                    comparison_markdown(paired, convergence_summary(convergence), reference))
+    _write_text(paths["curves.csv"], curves.to_csv(index=False))
     _write_text(paths["runs.csv"], rows.to_csv(index=False))
     _write_text(paths["per_class.csv"], per_class_table(rows).to_csv(index=False))
     _write_text(paths["leaderboard.csv"], table.to_csv(index=False))

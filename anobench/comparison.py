@@ -1,0 +1,155 @@
+"""One objective against the others: paired tests and convergence speed-ups.
+
+Both compare runs of the same dataset, outliers, preset, scorer, normal class and seed, so every
+number is a paired difference. ``anobench leaderboard --reference firm`` writes them next to the
+leaderboard (``paired_vs_firm.csv``, ``convergence_vs_firm.csv``, ``comparison_vs_firm.md``).
+
+Convergence (the FIRM paper's "12x faster than NT-Xent"): for each pair, the target is the other
+objective's final AUROC; the reference's steps to reach it are read off its AUROC curve (first
+crossing, linear between checkpoints), and the speed-up is the other run's steps over those.
+A reference that starts at or above the target (step 0, the untrained encoder) has no finite
+speed-up and one that never reaches it has none at all; both are counted, not hidden.
+
+Example:
+    >>> rows, curves = load_runs(experiment="cifar10-cpu")  # doctest: +SKIP
+    >>> paired_table(rows, "firm")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from anobench.errors import AnobenchError
+
+ARENA = ["dataset", "outliers", "preset", "scorer"]
+PAIR = ["normal_class_name", "seed"]
+
+
+def _check_reference(rows: pd.DataFrame, reference: str) -> None:
+    objectives = sorted(rows["objective"].unique())
+    if reference not in objectives:
+        raise AnobenchError(f"reference objective {reference!r} has no finished run; objectives: {', '.join(objectives)}")
+
+
+def paired_table(rows: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per arena (dataset, outliers, preset, scorer) and other objective: the reference's AUROC
+    minus the other's over their common (class, seed) pairs, with a paired t-test.
+
+    Columns: the arena, ``objective``, ``n_pairs``, ``mean_diff``, ``std_diff``, ``wins`` (pairs
+    where the reference is higher), ``losses``, ``p_value`` (two-sided; empty below 2 pairs).
+
+    Raises:
+        AnobenchError: If ``reference`` has no runs.
+    """
+    from scipy.stats import ttest_rel
+
+    _check_reference(rows, reference)
+    auroc = rows.set_index(ARENA + ["objective"] + PAIR)["auroc"].sort_index()
+    out = []
+    for arena, part in rows.groupby(ARENA):
+        if reference not in set(part["objective"]):
+            continue
+        mine = auroc.loc[(*arena, reference)]
+        for other in sorted(set(part["objective"]) - {reference}):
+            theirs = auroc.loc[(*arena, other)]
+            common = mine.index.intersection(theirs.index)
+            diff = mine[common].to_numpy() - theirs[common].to_numpy()
+            if len(common) < 2:
+                p = np.nan
+            elif np.allclose(diff, diff[0]):
+                p = 1.0 if np.allclose(diff, 0) else 0.0
+            else:
+                p = float(ttest_rel(mine[common], theirs[common]).pvalue)
+            out.append({**dict(zip(ARENA, arena)), "reference": reference, "objective": other, "n_pairs": len(common),
+                        "mean_diff": diff.mean() if len(diff) else np.nan,
+                        "std_diff": diff.std(ddof=1) if len(diff) > 1 else np.nan,
+                        "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum()), "p_value": p})
+    return pd.DataFrame(out, columns=[*ARENA, "reference", "objective", "n_pairs", "mean_diff", "std_diff",
+                                      "wins", "losses", "p_value"])
+
+
+def steps_to_reach(steps: np.ndarray, aurocs: np.ndarray, target: float) -> float:
+    """First training step at which a curve reaches ``target`` (linear between checkpoints);
+    0 if it starts there, NaN if it never does.
+
+    Example:
+        >>> steps_to_reach(np.array([0, 100, 200]), np.array([0.5, 0.7, 0.9]), 0.8)
+        150.0
+    """
+    order = np.argsort(steps)
+    steps, aurocs = np.asarray(steps, float)[order], np.asarray(aurocs, float)[order]
+    above = np.nonzero(aurocs >= target)[0]
+    if not len(above):
+        return float("nan")
+    j = int(above[0])
+    if j == 0:
+        return 0.0
+    s0, s1, a0, a1 = steps[j - 1], steps[j], aurocs[j - 1], aurocs[j]
+    return float(s0 + (target - a0) / (a1 - a0) * (s1 - s0))
+
+
+def convergence_table(curves: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per pair (arena, other objective, class, seed): the other's final AUROC (the target), its
+    steps, the reference's steps to reach the target, and the speed-up (other's steps over the
+    reference's; inf when the reference starts at the target, NaN when it never reaches it).
+
+    Raises:
+        AnobenchError: If ``reference`` has no curve (runs without ``eval_checkpoints``).
+    """
+    if curves.empty or reference not in set(curves["objective"]):
+        raise AnobenchError(f"reference objective {reference!r} has no AUROC curve; "
+                            "run it with eval_checkpoints > 0")
+    keys = ARENA + PAIR
+    ref = {key: part for key, part in curves[curves["objective"] == reference].groupby(keys)}
+    out = []
+    for (*key, objective), part in curves[curves["objective"] != reference].groupby(keys + ["objective"]):
+        mine = ref.get(tuple(key))
+        if mine is None:
+            continue
+        last = part.sort_values("step").iloc[-1]
+        needed = steps_to_reach(mine["step"].to_numpy(), mine["auroc"].to_numpy(), float(last["auroc"]))
+        speedup = np.nan if np.isnan(needed) else (np.inf if needed == 0 else float(last["step"]) / needed)
+        out.append({**dict(zip(keys, key)), "reference": reference, "objective": objective,
+                    "target_auroc": float(last["auroc"]), "objective_steps": int(last["step"]),
+                    "reference_steps": needed, "speedup": speedup})
+    return pd.DataFrame(out, columns=[*keys, "reference", "objective", "target_auroc", "objective_steps",
+                                      "reference_steps", "speedup"])
+
+
+def convergence_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per arena and other objective: median speed-up and its quartiles over the pairs where it
+    is finite, plus how many pairs were reached at step 0 and how many never."""
+    out = []
+    for key, part in table.groupby(ARENA + ["objective"]):
+        finite = part["speedup"][np.isfinite(part["speedup"])]
+        q = finite.quantile([0.25, 0.5, 0.75]) if len(finite) else pd.Series([np.nan] * 3, index=[0.25, 0.5, 0.75])
+        out.append({**dict(zip(ARENA + ["objective"], key)), "n_pairs": len(part),
+                    "median_speedup": q[0.5], "q25_speedup": q[0.25], "q75_speedup": q[0.75],
+                    "reached_at_init": int(np.isinf(part["speedup"]).sum()),
+                    "never_reached": int(part["speedup"].isna().sum())})
+    return pd.DataFrame(out, columns=[*ARENA, "objective", "n_pairs", "median_speedup", "q25_speedup",
+                                      "q75_speedup", "reached_at_init", "never_reached"])
+
+
+def comparison_markdown(paired: pd.DataFrame, summary: pd.DataFrame, reference: str) -> str:
+    """Both tables as Markdown."""
+    lines = [f"# {reference} against each objective\n",
+             f"Paired over (class, seed): {reference} AUROC minus the objective's.\n",
+             "| dataset | preset | scorer | objective | pairs | mean diff | std diff | wins/losses | p (paired t) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for _, r in paired.iterrows():
+        p = "" if np.isnan(r["p_value"]) else f"{r['p_value']:.3g}"
+        std = "" if np.isnan(r["std_diff"]) else f"{r['std_diff']:+.4f}".lstrip("+")
+        lines.append(f"| {r['dataset']} | {r['preset']} | {r['scorer']} | {r['objective']} | {r['n_pairs']} | "
+                     f"{r['mean_diff']:+.4f} | {std} | {r['wins']}/{r['losses']} | {p} |")
+    lines += ["", f"Convergence: the objective's steps over the steps {reference} needs to reach the objective's "
+              "final AUROC (median and quartiles over the finite pairs).\n",
+              "| dataset | preset | scorer | objective | pairs | median speed-up | quartiles | reached at step 0 | never reached |",
+              "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for _, r in summary.iterrows():
+        med = "" if np.isnan(r["median_speedup"]) else f"{r['median_speedup']:.2f}x"
+        quart = "" if np.isnan(r["q25_speedup"]) else f"{r['q25_speedup']:.2f}-{r['q75_speedup']:.2f}"
+        lines.append(f"| {r['dataset']} | {r['preset']} | {r['scorer']} | {r['objective']} | {r['n_pairs']} | {med} | "
+                     f"{quart} | {r['reached_at_init']} | {r['never_reached']} |")
+    return "\n".join(lines) + "\n"
