@@ -5,8 +5,9 @@ number is a paired difference. ``anobench leaderboard --reference firm`` writes 
 leaderboard (``paired_vs_firm.csv``, ``convergence_vs_firm.csv``, ``comparison_vs_firm.md``).
 
 Convergence (the FIRM paper's "12x faster than NT-Xent"): for each pair, the target is the other
-objective's final AUROC; the reference's steps to reach it are read off its AUROC curve (first
-crossing, linear between checkpoints), and the speed-up is the other run's steps over those.
+objective's final AUROC; both runs' steps to first reach it are read off their AUROC curves (first
+crossing, linear between checkpoints), and the speed-up is the other run's steps over the
+reference's. The other run's own steps can be fewer than its budget when its curve peaked early.
 A reference that starts at or above the target (step 0, the untrained encoder) has no finite
 speed-up and one that never reaches it has none at all; both are counted, not hidden.
 
@@ -36,12 +37,14 @@ def paired_table(rows: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Per arena (dataset, outliers, preset, scorer) and other objective: the reference's AUROC
     minus the other's over their common (class, seed) pairs, with a paired t-test.
 
-    Columns: the arena, ``objective``, ``n_pairs``, ``mean_diff``, ``std_diff``, ``wins`` (pairs
-    where the reference is higher), ``losses``, ``p_value`` (two-sided; empty below 2 pairs).
+    Columns: the arena, ``objective``, ``n_pairs``, ``mean_diff``, ``std_diff``, ``ci_low`` and
+    ``ci_high`` (95% t-interval of the mean difference), ``wins`` (pairs where the reference is
+    higher), ``losses``, ``p_value`` (two-sided). Interval and p are empty below 2 pairs.
 
     Raises:
         AnobenchError: If ``reference`` has no runs.
     """
+    from scipy.stats import t as student_t
     from scipy.stats import ttest_rel
 
     _check_reference(rows, reference)
@@ -61,12 +64,14 @@ def paired_table(rows: pd.DataFrame, reference: str) -> pd.DataFrame:
                 p = 1.0 if np.allclose(diff, 0) else 0.0
             else:
                 p = float(ttest_rel(mine[common], theirs[common]).pvalue)
+            mean = diff.mean() if len(diff) else np.nan
+            std = diff.std(ddof=1) if len(diff) > 1 else np.nan
+            half = student_t.ppf(0.975, len(diff) - 1) * std / np.sqrt(len(diff)) if len(diff) > 1 else np.nan
             out.append({**dict(zip(ARENA, arena)), "reference": reference, "objective": other, "n_pairs": len(common),
-                        "mean_diff": diff.mean() if len(diff) else np.nan,
-                        "std_diff": diff.std(ddof=1) if len(diff) > 1 else np.nan,
+                        "mean_diff": mean, "std_diff": std, "ci_low": mean - half, "ci_high": mean + half,
                         "wins": int((diff > 0).sum()), "losses": int((diff < 0).sum()), "p_value": p})
     return pd.DataFrame(out, columns=[*ARENA, "reference", "objective", "n_pairs", "mean_diff", "std_diff",
-                                      "wins", "losses", "p_value"])
+                                      "ci_low", "ci_high", "wins", "losses", "p_value"])
 
 
 def steps_to_reach(steps: np.ndarray, aurocs: np.ndarray, target: float) -> float:
@@ -90,9 +95,10 @@ def steps_to_reach(steps: np.ndarray, aurocs: np.ndarray, target: float) -> floa
 
 
 def convergence_table(curves: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Per pair (arena, other objective, class, seed): the other's final AUROC (the target), its
-    steps, the reference's steps to reach the target, and the speed-up (other's steps over the
-    reference's; inf when the reference starts at the target, NaN when it never reaches it).
+    """Per pair (arena, other objective, class, seed): the other's final AUROC (the target), the
+    steps at which the other's curve and the reference's curve first reach it, and the speed-up
+    (other's steps over the reference's; inf when the reference starts at the target, NaN when it
+    never reaches it).
 
     Raises:
         AnobenchError: If ``reference`` has no curve (runs without ``eval_checkpoints``).
@@ -107,11 +113,12 @@ def convergence_table(curves: pd.DataFrame, reference: str) -> pd.DataFrame:
         mine = ref.get(tuple(key))
         if mine is None:
             continue
-        last = part.sort_values("step").iloc[-1]
-        needed = steps_to_reach(mine["step"].to_numpy(), mine["auroc"].to_numpy(), float(last["auroc"]))
-        speedup = np.nan if np.isnan(needed) else (np.inf if needed == 0 else float(last["step"]) / needed)
+        target = float(part.sort_values("step")["auroc"].iloc[-1])
+        own = steps_to_reach(part["step"].to_numpy(), part["auroc"].to_numpy(), target)
+        needed = steps_to_reach(mine["step"].to_numpy(), mine["auroc"].to_numpy(), target)
+        speedup = np.nan if np.isnan(needed) else (np.inf if needed == 0 else own / needed)
         out.append({**dict(zip(keys, key)), "reference": reference, "objective": objective,
-                    "target_auroc": float(last["auroc"]), "objective_steps": int(last["step"]),
+                    "target_auroc": target, "objective_steps": own,
                     "reference_steps": needed, "speedup": speedup})
     return pd.DataFrame(out, columns=[*keys, "reference", "objective", "target_auroc", "objective_steps",
                                       "reference_steps", "speedup"])
@@ -136,15 +143,16 @@ def comparison_markdown(paired: pd.DataFrame, summary: pd.DataFrame, reference: 
     """Both tables as Markdown."""
     lines = [f"# {reference} against each objective\n",
              f"Paired over (class, seed): {reference} AUROC minus the objective's.\n",
-             "| dataset | preset | scorer | objective | pairs | mean diff | std diff | wins/losses | p (paired t) |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+             "| dataset | preset | scorer | objective | pairs | mean diff | 95% CI | std diff | wins/losses | p (paired t) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for _, r in paired.iterrows():
         p = "" if np.isnan(r["p_value"]) else f"{r['p_value']:.3g}"
         std = "" if np.isnan(r["std_diff"]) else f"{r['std_diff']:+.4f}".lstrip("+")
+        ci = "" if np.isnan(r["ci_low"]) else f"{r['ci_low']:+.4f} to {r['ci_high']:+.4f}"
         lines.append(f"| {r['dataset']} | {r['preset']} | {r['scorer']} | {r['objective']} | {r['n_pairs']} | "
-                     f"{r['mean_diff']:+.4f} | {std} | {r['wins']}/{r['losses']} | {p} |")
-    lines += ["", f"Convergence: the objective's steps over the steps {reference} needs to reach the objective's "
-              "final AUROC (median and quartiles over the finite pairs).\n",
+                     f"{r['mean_diff']:+.4f} | {ci} | {std} | {r['wins']}/{r['losses']} | {p} |")
+    lines += ["", f"Convergence: the steps the objective needs to first reach its own final AUROC over the steps "
+              f"{reference} needs to reach it (median and quartiles over the finite pairs).\n",
               "| dataset | preset | scorer | objective | pairs | median speed-up | quartiles | reached at step 0 | never reached |",
               "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for _, r in summary.iterrows():

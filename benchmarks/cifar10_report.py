@@ -11,13 +11,39 @@ from __future__ import annotations
 
 import argparse
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 MAIN_SCORER = "knn"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the FIRM paper's claims: FIRM against ``other`` (an objective name).
+
+    ``kind`` is ``gain`` (mean AUROC difference, in AUROC units), ``best_class`` (the largest
+    per-class difference) or ``speedup`` (convergence ratio).
+    """
+
+    text: str
+    kind: str
+    other: str
+    value: float
+
+
+CLAIMS = (
+    Claim("+6.2 AUROC points over NT-Xent (`simclr`), mean over classes", "gain", "simclr", 0.062),
+    Claim("+2 points over Rot-SupCon", "gain", "rot-supcon", 0.02),
+    Claim("up to +16.9 points on a single class (vs NT-Xent)", "best_class", "simclr", 0.169),
+    Claim("up to +16.9 points on a single class (vs Rot-SupCon)", "best_class", "rot-supcon", 0.169),
+    Claim("about 12x faster convergence than NT-Xent", "speedup", "simclr", 12.0),
+    Claim("about 7x faster convergence than Rot-SupCon", "speedup", "rot-supcon", 7.0),
+)
 
 
 def planned_runs(sweep: Path) -> dict[str, int]:
@@ -68,14 +94,83 @@ def per_class_table(runs: pd.DataFrame, curves: pd.DataFrame, scorer: str) -> st
     return "\n".join(lines)
 
 
+def judge_gain(paired: pd.Series, claimed: float) -> tuple[str, str]:
+    """Measured mean difference with its 95% interval, and the verdict against ``claimed``: holds
+    when the interval excludes 0 and reaches the claimed value."""
+    low, high = paired["ci_low"], paired["ci_high"]
+    measured = (f"{100 * paired['mean_diff']:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f}; "
+                f"{paired['wins']}/{paired['losses']} wins/losses over {paired['n_pairs']} pairs, p = {paired['p_value']:.2g})")
+    if np.isnan(low):
+        return measured, "too few pairs"
+    if high < 0:
+        return measured, "reversed: FIRM is behind"
+    if high >= claimed:
+        return measured, "holds" if low > 0 else "not shown: the interval also contains 0"
+    return measured, "FIRM is ahead, by less than claimed" if low > 0 else "not shown: no significant difference"
+
+
+def judge_best_class(runs: pd.DataFrame, other: str, claimed: float) -> tuple[str, str]:
+    """The largest per-class difference of the class means (over seeds, on common pairs)."""
+    keys = ["normal_class_name", "seed"]
+    mine = runs[runs["objective"] == "firm"].set_index(keys)["auroc"]
+    theirs = runs[runs["objective"] == other].set_index(keys)["auroc"]
+    common = mine.index.intersection(theirs.index)
+    if common.empty:
+        return "no common pairs", "too few pairs"
+    by_class = (mine[common] - theirs[common]).groupby(level="normal_class_name").mean()
+    best = by_class.idxmax()
+    measured = f"largest {100 * by_class[best]:+.1f} points ({best}); smallest {100 * by_class.min():+.1f} ({by_class.idxmin()})"
+    return measured, "reached" if by_class[best] >= claimed else "not reached"
+
+
+def judge_speedup(convergence: pd.DataFrame, claimed: float) -> tuple[str, str]:
+    """Median and quartiles of the speed-up over every pair (pairs where FIRM never reaches the
+    other's final AUROC rank lowest, pairs it starts at rank highest; quantiles are the lower of two
+    middle values, never interpolated); "about Nx" holds when the median is at least N / 1.5."""
+    ranked = convergence["speedup"].fillna(0.0)
+    if ranked.empty:
+        return "no common pairs", "too few pairs"
+    q25, median, q75 = (float(ranked.quantile(q, interpolation="lower")) for q in (0.25, 0.5, 0.75))
+    never = int(convergence["speedup"].isna().sum())
+    measured = f"median {median:.1f}x (quartiles {q25:.1f}-{q75:.1f}) over {len(ranked)} pairs, {never} never reached"
+    if median <= 1:
+        return measured, "does not hold: FIRM is not faster"
+    return measured, "holds" if median >= claimed / 1.5 else "FIRM is faster, by less than claimed"
+
+
+def claims_table(runs: pd.DataFrame, paired: pd.DataFrame, convergence: pd.DataFrame, scorer: str) -> str:
+    """The paper's claims against this study's figures for one scorer, one row per claim."""
+    runs, paired, convergence = (t[t["scorer"] == scorer] for t in (runs, paired, convergence))
+    lines = ["| claim (FIRM paper) | measured here | verdict |", "|---|---|---|"]
+    for claim in CLAIMS:
+        if claim.kind == "gain":
+            rows = paired[paired["objective"] == claim.other]
+            measured, verdict = judge_gain(rows.iloc[0], claim.value) if len(rows) else ("no runs", "too few pairs")
+        elif claim.kind == "best_class":
+            measured, verdict = judge_best_class(runs, claim.other, claim.value)
+        else:
+            measured, verdict = judge_speedup(convergence[convergence["objective"] == claim.other], claim.value)
+        lines.append(f"| {claim.text} | {measured} | {verdict} |")
+    return "\n".join(lines)
+
+
 def render(folder: Path, sweep: Path) -> str:
     runs = pd.read_csv(folder / "runs.csv", dtype={"normal_class": str})
     curves = pd.read_csv(folder / "curves.csv", dtype={"normal_class": str})
     leaderboard = (folder / "leaderboard.md").read_text().split("\n", 2)[2].strip()
     comparison = (folder / "comparison_vs_firm.md").read_text().split("\n", 1)[1].strip()
+    paired = pd.read_csv(folder / "paired_vs_firm.csv")
+    convergence = pd.read_csv(folder / "convergence_vs_firm.csv")
+    planned = planned_runs(sweep)
+    finished = runs["run_key"].nunique()
+    provisional = "" if finished >= sum(planned.values()) else (
+        f" **Provisional: {finished} of {sum(planned.values())} runs finished.**")
     return "\n\n".join([
         START,
-        "### Status\n\n" + status_table(runs, planned_runs(sweep)),
+        "### Status\n\n" + status_table(runs, planned),
+        f"### The paper's claims, measured (kNN k=5, FIRM minus the other objective over common class × seed pairs)"
+        f"\n\nVerdict rules are stated under *Against the paper's claims* below.{provisional}\n\n"
+        + claims_table(runs, paired, convergence, MAIN_SCORER),
         f"### Per class, kNN k=5 (`{MAIN_SCORER}`): final AUROC, mean ± std over seeds\n\n"
         + per_class_table(runs, curves, MAIN_SCORER),
         "### Per class, kNN k=1 (`knn:k=1`)\n\n" + per_class_table(runs, curves, "knn:k=1"),

@@ -55,7 +55,25 @@ def test_paired_table_against_hand_computation():
     assert table.loc["simclr", "std_diff"] == pytest.approx(diff.std(ddof=1))
     assert (table.loc["simclr", "wins"], table.loc["simclr", "losses"]) == (2, 1)
     assert table.loc["simclr", "p_value"] == pytest.approx(ttest_rel([0.9, 0.8, 0.7], [0.85, 0.82, 0.6]).pvalue)
+    half = 4.303 * diff.std(ddof=1) / math.sqrt(3)  # t(0.975, 2 degrees of freedom) from a printed table
+    assert table.loc["simclr", "ci_low"] == pytest.approx(diff.mean() - half, rel=1e-3)
+    assert table.loc["simclr", "ci_high"] == pytest.approx(diff.mean() + half, rel=1e-3)
     assert table.loc["supcon", "n_pairs"] == 1 and math.isnan(table.loc["supcon", "p_value"])
+    assert math.isnan(table.loc["supcon", "ci_low"]) and math.isnan(table.loc["supcon", "ci_high"])
+
+
+def test_confidence_interval_excludes_zero_exactly_when_p_is_below_five_percent():
+    rng = np.random.default_rng(0)
+    significant = []
+    for shift in [0.0, 0.01, 0.03, 0.1]:
+        firm = rng.uniform(0.6, 0.9, 8)
+        other = firm - shift + rng.normal(0, 0.03, 8)
+        aurocs = {**{("firm", str(i), 0): a for i, a in enumerate(firm)},
+                  **{("simclr", str(i), 0): a for i, a in enumerate(other)}}
+        row = paired_table(rows_of(aurocs), "firm").iloc[0]
+        assert (row["ci_low"] > 0 or row["ci_high"] < 0) == (row["p_value"] < 0.05)
+        significant.append(bool(row["p_value"] < 0.05))
+    assert set(significant) == {True, False}  # both sides of the boundary were exercised
 
 
 def test_paired_table_constant_differences():
@@ -82,14 +100,19 @@ def test_convergence_table_and_summary():
         + curve_rows("simclr", "c", 0, [(0, 0.5), (100, 0.6), (200, 0.7)])   # never: NaN
         + curve_rows("firm", "d", 0, [(0, 0.5), (100, 0.9), (200, 0.9)])
         + curve_rows("simclr", "d", 0, [(0, 0.5), (100, 0.6), (200, 0.7)])   # 0.7 at 50: 4x
+        + curve_rows("firm", "e", 0, [(0, 0.5), (100, 0.9), (200, 0.9)])
+        + curve_rows("simclr", "e", 0, [(0, 0.5), (100, 0.8), (200, 0.7)])   # simclr peaked: 0.7 at 200/3 vs 50
     )
     table = convergence_table(curves, "firm").set_index("normal_class_name")
     assert table.loc["a", "reference_steps"] == pytest.approx(150) and table.loc["a", "speedup"] == pytest.approx(200 / 150)
     assert table.loc["b", "speedup"] == math.inf and math.isnan(table.loc["c", "speedup"])
     assert table.loc["d", "speedup"] == pytest.approx(4.0) and table.loc["d", "target_auroc"] == pytest.approx(0.7)
+    assert table.loc["a", "objective_steps"] == pytest.approx(200)
+    assert table.loc["e", "objective_steps"] == pytest.approx(200 / 3) and table.loc["e", "reference_steps"] == pytest.approx(50)
+    assert table.loc["e", "speedup"] == pytest.approx(4 / 3)
     summary = convergence_summary(table.reset_index()).iloc[0]
-    assert summary["n_pairs"] == 4 and summary["reached_at_init"] == 1 and summary["never_reached"] == 1
-    assert summary["median_speedup"] == pytest.approx(np.median([200 / 150, 4.0]))
+    assert summary["n_pairs"] == 5 and summary["reached_at_init"] == 1 and summary["never_reached"] == 1
+    assert summary["median_speedup"] == pytest.approx(np.median([200 / 150, 4.0, 4 / 3]))
 
 
 def test_leaderboard_reference_writes_the_comparison(tmp_path):

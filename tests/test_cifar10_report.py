@@ -1,0 +1,82 @@
+"""benchmarks/cifar10_report.py: the verdicts on the FIRM paper's claims."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "cifar10_report.py"
+spec = importlib.util.spec_from_file_location("cifar10_report", SCRIPT)
+report = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = report  # dataclasses look their module up
+spec.loader.exec_module(report)
+
+
+def paired_row(mean: float, low: float, high: float) -> pd.Series:
+    return pd.Series({"mean_diff": mean, "ci_low": low, "ci_high": high, "wins": 3, "losses": 1, "n_pairs": 4,
+                      "p_value": 0.01})
+
+
+@pytest.mark.parametrize(("low", "high", "verdict"), [
+    (0.05, 0.08, "holds"),                                   # interval contains the claim, excludes 0
+    (0.07, 0.09, "holds"),                                   # entirely above the claim
+    (0.01, 0.03, "FIRM is ahead, by less than claimed"),
+    (-0.01, 0.03, "not shown: no significant difference"),
+    (-0.01, 0.08, "not shown: the interval also contains 0"),
+    (-0.05, -0.01, "reversed: FIRM is behind"),
+    (math.nan, math.nan, "too few pairs"),
+])
+def test_gain_verdicts(low, high, verdict):
+    measured, got = report.judge_gain(paired_row((low + high) / 2, low, high), 0.062)
+    assert got == verdict
+    if not math.isnan(low):
+        assert f"95% CI {100 * low:+.1f} to {100 * high:+.1f}" in measured
+
+
+def runs_of(aurocs: dict[tuple[str, str, int], float]) -> pd.DataFrame:
+    return pd.DataFrame([{"objective": o, "normal_class_name": c, "seed": s, "auroc": a, "scorer": "knn"}
+                         for (o, c, s), a in aurocs.items()])
+
+
+def test_best_class_uses_class_means_over_common_pairs():
+    runs = runs_of({("firm", "cat", 0): 0.80, ("firm", "cat", 1): 0.70, ("simclr", "cat", 0): 0.60,
+                    ("simclr", "cat", 1): 0.60, ("firm", "dog", 0): 0.9, ("simclr", "dog", 0): 0.95,
+                    ("firm", "dog", 1): 0.99})  # no simclr partner: ignored
+    measured, verdict = report.judge_best_class(runs, "simclr", 0.169)
+    assert measured == "largest +15.0 points (cat); smallest -5.0 (dog)" and verdict == "not reached"
+    assert report.judge_best_class(runs, "simclr", 0.15)[1] == "reached"
+    assert report.judge_best_class(runs, "supcon", 0.1) == ("no common pairs", "too few pairs")
+
+
+def test_speedup_ranks_never_reached_pairs_lowest():
+    convergence = pd.DataFrame({"speedup": [2.0, 8.0, 10.0, np.nan, np.nan]})
+    measured, verdict = report.judge_speedup(convergence, 12.0)
+    # with the two never-reached pairs at 0 the median is 2 (over the finite pairs alone it would be 8)
+    assert measured.startswith("median 2.0x (quartiles 0.0-8.0) over 5 pairs, 2 never reached")
+    assert verdict == "FIRM is faster, by less than claimed"
+    assert report.judge_speedup(pd.DataFrame({"speedup": [8.0, 9.0, np.inf]}), 12.0)[1] == "holds"
+    assert report.judge_speedup(pd.DataFrame({"speedup": [1.5, 4.0, 30.0, np.inf]}), 12.0)[0].startswith(
+        "median 4.0x (quartiles 1.5-30.0)")  # the lower middle value, no interpolation towards inf
+    assert report.judge_speedup(pd.DataFrame({"speedup": [0.5, 1.0, 3.0]}), 12.0)[1] == "does not hold: FIRM is not faster"
+
+
+def test_claims_table_has_one_row_per_claim_and_reads_only_its_scorer():
+    runs = runs_of({("firm", "cat", 0): 0.8, ("simclr", "cat", 0): 0.7, ("rot-supcon", "cat", 0): 0.75})
+    other_scorer = runs.assign(scorer="kde", auroc=0.1)
+    paired = pd.DataFrame([{"scorer": "knn", "objective": "simclr", "mean_diff": 0.1, "ci_low": 0.08, "ci_high": 0.12,
+                            "wins": 1, "losses": 0, "n_pairs": 1, "p_value": 0.001}])
+    convergence = pd.DataFrame([{"scorer": "knn", "objective": "simclr", "speedup": 20.0},
+                                {"scorer": "kde", "objective": "rot-supcon", "speedup": 50.0}])
+    table = report.claims_table(pd.concat([runs, other_scorer]), paired, convergence, "knn").splitlines()
+    assert len(table) == 2 + len(report.CLAIMS)
+    assert table[2].endswith("| holds |")                                   # +10 points over simclr
+    assert table[3] == "| +2 points over Rot-SupCon | no runs | too few pairs |"
+    assert "largest +10.0 points (cat)" in table[4] and "largest +5.0 points (cat)" in table[5]
+    assert "median 20.0x" in table[6] and table[6].endswith("| holds |")
+    assert table[7].endswith("| no common pairs | too few pairs |")        # the kde row is not read
