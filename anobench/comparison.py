@@ -151,8 +151,8 @@ def comparison_markdown(paired: pd.DataFrame, summary: pd.DataFrame, reference: 
         ci = "" if np.isnan(r["ci_low"]) else f"{r['ci_low']:+.4f} to {r['ci_high']:+.4f}"
         lines.append(f"| {r['dataset']} | {r['preset']} | {r['scorer']} | {r['objective']} | {r['n_pairs']} | "
                      f"{r['mean_diff']:+.4f} | {ci} | {std} | {r['wins']}/{r['losses']} | {p} |")
-    lines += ["", f"Convergence: the steps the objective needs to first reach its own final AUROC over the steps "
-              f"{reference} needs to reach it (median and quartiles over the finite pairs).\n",
+    lines += ["", (f"Convergence: the steps the objective needs to first reach its own final AUROC over the steps "
+                   f"{reference} needs to reach it (median and quartiles over the finite pairs).\n"),
               "| dataset | preset | scorer | objective | pairs | median speed-up | quartiles | reached at step 0 | never reached |",
               "|---|---|---|---|---:|---:|---:|---:|---:|"]
     for _, r in summary.iterrows():

@@ -122,12 +122,16 @@ class SweepSpec:
         return [first, *(dataclasses.replace(first, **changes) for changes in self.more_grids)]
 
 
-def _class_list(dataset: str, classes: tuple[str, ...], run: dict[str, Any]) -> list[str]:
-    """The normal classes of ``dataset``, validated (``all`` = every class id)."""
+def _class_list(dataset: str, classes: tuple[str, ...], run: dict[str, Any], loaded_sets: dict[tuple, Any]) -> list[str]:
+    """The normal classes of ``dataset``, validated (``all`` = every class id); datasets are
+    loaded once per (name, root, image size) across the grids via ``loaded_sets``."""
     from anobench.data import load_dataset
     from anobench.data.protocol import resolve_class
 
-    loaded = load_dataset(dataset, run.get("data_root"), run.get("image_size", 32))
+    where = (dataset, run.get("data_root"), run.get("image_size", 32))
+    if where not in loaded_sets:
+        loaded_sets[where] = load_dataset(*where)
+    loaded = loaded_sets[where]
     if classes == (ALL_CLASSES,):
         return [str(i) for i in range(len(loaded.class_names))]
     for name in classes:
@@ -173,8 +177,9 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
     if stray:
         raise ConfigError(f"objective_params for {stray[0]!r}, which is not in the grid's objectives")
     runs: dict[str, RunConfig] = {}
+    loaded_sets: dict[tuple, Any] = {}
     for grid in spec.grids():
-        for config in _expand_grid(grid):
+        for config in _expand_grid(grid, loaded_sets):
             runs.setdefault(config.key(), config)
     fields = ("preset", "dataset", "seed", "normal_class")
     first_seen: dict[str, dict[Any, int]] = {name: {} for name in fields}
@@ -184,13 +189,13 @@ def expand(spec: SweepSpec) -> list[RunConfig]:
     return sorted(runs.values(), key=lambda c: tuple(first_seen[n][getattr(c, n)] for n in fields))
 
 
-def _expand_grid(spec: SweepSpec) -> list[RunConfig]:
+def _expand_grid(spec: SweepSpec, loaded_sets: dict[tuple, Any]) -> list[RunConfig]:
     _check_names(spec)
     run = dict(spec.run)
     overrides = {k: run.pop(k) for k in TRAIN_OVERRIDES if k in run}
     if "steps" not in overrides and "epochs" in overrides:
         overrides["steps"] = None
-    classes = {d: _class_list(d, spec.classes, spec.run) for d in spec.datasets}
+    classes = {d: _class_list(d, spec.classes, spec.run, loaded_sets) for d in spec.datasets}
     configs: dict[str, RunConfig] = {}
     for preset_name, dataset, seed in itertools.product(spec.presets, spec.datasets, spec.seeds):
         train = dataclasses.replace(PRESETS[preset_name], **overrides)

@@ -177,8 +177,8 @@ def render(folder: Path, sweep: Path) -> str:
         "### Leaderboard over scorers (mean over classes; ± std over seeds; p: paired t-test vs the best row)\n\n"
         + leaderboard,
         "### FIRM against each objective: paired tests and convergence\n\n" + comparison,
-        "### Learning curves\n\n![AUROC during training](../../results/cifar10-cpu/auroc_curves.png)\n\n"
-        "![AUROC per class](../../results/cifar10-cpu/per_class_auroc.png)",
+        ("### Learning curves\n\n![AUROC during training](../../results/cifar10-cpu/auroc_curves.png)\n\n"
+         "![AUROC per class](../../results/cifar10-cpu/per_class_auroc.png)"),
         END,
     ])
 

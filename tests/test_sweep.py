@@ -97,6 +97,18 @@ def test_several_grids_join_in_class_order(tmp_path):
     assert {c.preset for c in configs} == {"smoke"}
 
 
+def test_several_grids_load_each_dataset_once(tmp_path, monkeypatch):
+    import anobench.data
+
+    calls = []
+    real = anobench.data.load_dataset
+    monkeypatch.setattr(anobench.data, "load_dataset", lambda *args: calls.append(args) or real(*args))
+    path = tmp_path / "multi.toml"
+    path.write_text(MULTI_GRID)
+    assert len(expand(build_spec(path))) == 10
+    assert calls == [("digits", None, 32)]
+
+
 def test_a_flag_overrides_every_grid(tmp_path):
     path = tmp_path / "multi.toml"
     path.write_text(MULTI_GRID)
