@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from anobench.errors import AnobenchError
+from anobench.markdown import number_cell, pipe_table
 
 ARENA = ["dataset", "outliers", "preset", "scorer"]
 PAIR = ["normal_class_name", "seed"]
@@ -141,23 +142,22 @@ def convergence_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 def comparison_markdown(paired: pd.DataFrame, summary: pd.DataFrame, reference: str) -> str:
     """Both tables as Markdown."""
+    arena = ["dataset", "preset", "scorer", "objective", "pairs"]
+    paired_columns = arena + ["mean diff", "95% CI", "std diff", "wins/losses", "p (paired t)"]
+    paired_rows = [[r["dataset"], r["preset"], r["scorer"], r["objective"], r["n_pairs"], f"{r['mean_diff']:+.4f}",
+                    "" if np.isnan(r["ci_low"]) else f"{r['ci_low']:+.4f} to {r['ci_high']:+.4f}",
+                    number_cell(r["std_diff"], ".4f"), f"{r['wins']}/{r['losses']}", number_cell(r["p_value"], ".3g")]
+                   for _, r in paired.iterrows()]
+    speed_columns = arena + ["median speed-up", "quartiles", "reached at step 0", "never reached"]
+    speed_rows = [[r["dataset"], r["preset"], r["scorer"], r["objective"], r["n_pairs"],
+                   number_cell(r["median_speedup"], ".2f") + ("" if np.isnan(r["median_speedup"]) else "x"),
+                   "" if np.isnan(r["q25_speedup"]) else f"{r['q25_speedup']:.2f}-{r['q75_speedup']:.2f}",
+                   r["reached_at_init"], r["never_reached"]] for _, r in summary.iterrows()]
     lines = [f"# {reference} against each objective\n",
              f"Paired over (class, seed): {reference} AUROC minus the objective's.\n",
-             "| dataset | preset | scorer | objective | pairs | mean diff | 95% CI | std diff | wins/losses | p (paired t) |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for _, r in paired.iterrows():
-        p = "" if np.isnan(r["p_value"]) else f"{r['p_value']:.3g}"
-        std = "" if np.isnan(r["std_diff"]) else f"{r['std_diff']:+.4f}".lstrip("+")
-        ci = "" if np.isnan(r["ci_low"]) else f"{r['ci_low']:+.4f} to {r['ci_high']:+.4f}"
-        lines.append(f"| {r['dataset']} | {r['preset']} | {r['scorer']} | {r['objective']} | {r['n_pairs']} | "
-                     f"{r['mean_diff']:+.4f} | {ci} | {std} | {r['wins']}/{r['losses']} | {p} |")
-    lines += ["", (f"Convergence: the steps the objective needs to first reach its own final AUROC over the steps "
-                   f"{reference} needs to reach it (median and quartiles over the finite pairs).\n"),
-              "| dataset | preset | scorer | objective | pairs | median speed-up | quartiles | reached at step 0 | never reached |",
-              "|---|---|---|---|---:|---:|---:|---:|---:|"]
-    for _, r in summary.iterrows():
-        med = "" if np.isnan(r["median_speedup"]) else f"{r['median_speedup']:.2f}x"
-        quart = "" if np.isnan(r["q25_speedup"]) else f"{r['q25_speedup']:.2f}-{r['q75_speedup']:.2f}"
-        lines.append(f"| {r['dataset']} | {r['preset']} | {r['scorer']} | {r['objective']} | {r['n_pairs']} | {med} | "
-                     f"{quart} | {r['reached_at_init']} | {r['never_reached']} |")
+             *pipe_table(paired_columns, paired_rows, right=paired_columns[4:]),
+             "",
+             (f"Convergence: the steps the objective needs to first reach its own final AUROC over the steps "
+              f"{reference} needs to reach it (median and quartiles over the finite pairs).\n"),
+             *pipe_table(speed_columns, speed_rows, right=speed_columns[4:])]
     return "\n".join(lines) + "\n"

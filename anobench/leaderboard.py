@@ -34,6 +34,7 @@ import pandas as pd
 
 from anobench.config import RunConfig, TrainConfig
 from anobench.errors import AnobenchError
+from anobench.markdown import number_cell, pipe_table
 from anobench.results_csv import RESULT_COLUMNS, SCHEMA_VERSION, config_columns
 from anobench.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, metric_key
 
@@ -174,14 +175,12 @@ def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def markdown_table(table: pd.DataFrame) -> str:
     """The leaderboard as a Markdown table."""
-    lines = ["| dataset | outliers | preset | rank | objective | scorer | AUROC (mean ± std) | AULC | seeds | p vs best |",
-             "|---|---|---|---:|---|---|---:|---:|---:|---:|"]
-    for _, r in table.iterrows():
-        aulc = "" if np.isnan(r["aulc_mean"]) else f"{r['aulc_mean']:.4f}"
-        p = "" if np.isnan(r["p_value_vs_best"]) else f"{r['p_value_vs_best']:.3g}"
-        lines.append(f"| {r['dataset']} | {r['outliers']} | {r['preset']} | {r['rank']} | {r['objective']} | "
-                     f"{r['scorer']} | {r['auroc_mean']:.4f} ± {r['auroc_std']:.4f} | {aulc} | {r['n_seeds']} | {p} |")
-    return "\n".join(lines) + "\n"
+    columns = ["dataset", "outliers", "preset", "rank", "objective", "scorer", "AUROC (mean ± std)", "AULC",
+               "seeds", "p vs best"]
+    rows = [[r["dataset"], r["outliers"], r["preset"], r["rank"], r["objective"], r["scorer"],
+             f"{r['auroc_mean']:.4f} ± {r['auroc_std']:.4f}", number_cell(r["aulc_mean"], ".4f"), r["n_seeds"],
+             number_cell(r["p_value_vs_best"], ".3g")] for _, r in table.iterrows()]
+    return "\n".join(pipe_table(columns, rows, right=set(columns[3:4] + columns[6:]))) + "\n"
 
 
 def curves_figure(curves: pd.DataFrame) -> Any:

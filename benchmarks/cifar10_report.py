@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anobench.markdown import pipe_table
+
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 MAIN_SCORER = "knn"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -61,11 +63,9 @@ def planned_runs(sweep: Path) -> dict[str, int]:
 
 def status_table(runs: pd.DataFrame, planned: dict[str, int]) -> str:
     done = runs.groupby("objective")["run_key"].nunique()
-    lines = ["| objective | finished runs | planned |", "|---|---:|---:|"]
-    for objective, count in planned.items():
-        lines.append(f"| {objective} | {int(done.get(objective, 0))} | {count} |")
-    lines.append(f"| all | {int(done.sum())} | {sum(planned.values())} |")
-    return "\n".join(lines)
+    rows = [[objective, int(done.get(objective, 0)), count] for objective, count in planned.items()]
+    rows.append(["all", int(done.sum()), sum(planned.values())])
+    return "\n".join(pipe_table(["objective", "finished runs", "planned"], rows, right={"finished runs", "planned"}))
 
 
 def per_class_table(runs: pd.DataFrame, curves: pd.DataFrame, scorer: str) -> str:
@@ -73,8 +73,7 @@ def per_class_table(runs: pd.DataFrame, curves: pd.DataFrame, scorer: str) -> st
     part = runs[runs["scorer"] == scorer]
     stats = part.groupby(["objective", "normal_class_name"])["auroc"].agg(["mean", "std", "count"])
     classes = [c for c in CLASSES if c in set(part["normal_class_name"])]
-    header = "| objective | " + " | ".join(classes) + " | mean |"
-    lines = [header, "|---|" + "---:|" * (len(classes) + 1)]
+    rows = []
     for objective in sorted(part["objective"].unique()):
         cells = []
         for c in classes:
@@ -85,13 +84,13 @@ def per_class_table(runs: pd.DataFrame, curves: pd.DataFrame, scorer: str) -> st
             std = "" if row["count"] < 2 else f" ± {row['std']:.3f}"
             cells.append(f"{row['mean']:.3f}{std}")
         means = stats.loc[objective]["mean"]
-        lines.append(f"| {objective} | " + " | ".join(cells) + f" | {means.mean():.3f} ({len(means)} cl.) |")
+        rows.append([objective, *cells, f"{means.mean():.3f} ({len(means)} cl.)"])
     floor = curves[(curves["scorer"] == scorer) & (curves["step"] == 0)]
     if len(floor):
         by_class = floor.groupby(["normal_class_name", "seed"])["auroc"].mean().groupby("normal_class_name").mean()
         cells = [f"{by_class[c]:.3f}" if c in by_class.index else "" for c in classes]
-        lines.append("| untrained encoder (step 0) | " + " | ".join(cells) + f" | {by_class.mean():.3f} |")
-    return "\n".join(lines)
+        rows.append(["untrained encoder (step 0)", *cells, f"{by_class.mean():.3f}"])
+    return "\n".join(pipe_table(["objective", *classes, "mean"], rows, right={*classes, "mean"}))
 
 
 def judge_gain(paired: pd.Series, claimed: float) -> tuple[str, str]:
@@ -141,17 +140,17 @@ def judge_speedup(convergence: pd.DataFrame, claimed: float) -> tuple[str, str]:
 def claims_table(runs: pd.DataFrame, paired: pd.DataFrame, convergence: pd.DataFrame, scorer: str) -> str:
     """The paper's claims against this study's figures for one scorer, one row per claim."""
     runs, paired, convergence = (t[t["scorer"] == scorer] for t in (runs, paired, convergence))
-    lines = ["| claim (FIRM paper) | measured here | verdict |", "|---|---|---|"]
+    rows = []
     for claim in CLAIMS:
         if claim.kind == "gain":
-            rows = paired[paired["objective"] == claim.other]
-            measured, verdict = judge_gain(rows.iloc[0], claim.value) if len(rows) else ("no runs", "too few pairs")
+            match = paired[paired["objective"] == claim.other]
+            measured, verdict = judge_gain(match.iloc[0], claim.value) if len(match) else ("no runs", "too few pairs")
         elif claim.kind == "best_class":
             measured, verdict = judge_best_class(runs, claim.other, claim.value)
         else:
             measured, verdict = judge_speedup(convergence[convergence["objective"] == claim.other], claim.value)
-        lines.append(f"| {claim.text} | {measured} | {verdict} |")
-    return "\n".join(lines)
+        rows.append([claim.text, measured, verdict])
+    return "\n".join(pipe_table(["claim (FIRM paper)", "measured here", "verdict"], rows))
 
 
 def render(folder: Path, sweep: Path) -> str:

@@ -148,3 +148,12 @@ def test_leaderboard_reference_must_exist(tmp_path):
                                       "--output-dir", str(tmp_path), "--reference", "csi"])
     assert result.exit_code == 2 and "reference objective 'csi' has no finished run" in result.stderr
     assert not (tmp_path / "cmp2").exists()
+
+
+def test_pipe_table_aligns_numbers_and_checks_row_width():
+    from anobench.markdown import number_cell, pipe_table
+
+    assert pipe_table(["a", "n"], [["x", 1], ["y", number_cell(float("nan"), ".2f")]], right={"n"}) == [
+        "| a | n |", "|---|---:|", "| x | 1 |", "| y |  |"]
+    with pytest.raises(ValueError, match=r"a table row has 1 cells for 2 columns: \['x'\]"):
+        pipe_table(["a", "n"], [["x"]])

@@ -1,0 +1,40 @@
+"""Markdown pipe tables, as written into the leaderboard and comparison files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Sequence
+
+
+def pipe_table(columns: Sequence[str], rows: Iterable[Sequence[object]], right: Collection[str] = ()) -> list[str]:
+    """The lines of a Markdown pipe table.
+
+    Args:
+        columns: Column titles.
+        rows: One sequence of cells per row, already formatted (``str()`` is applied).
+        right: Titles of the right-aligned (numeric) columns.
+
+    Raises:
+        ValueError: If a row has a different number of cells than ``columns``.
+
+    Example:
+        >>> pipe_table(["objective", "AUROC"], [["firm", "0.81"]], right={"AUROC"})
+        ['| objective | AUROC |', '|---|---:|', '| firm | 0.81 |']
+    """
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "".join("---:|" if title in right else "---|" for title in columns)]
+    for row in rows:
+        if len(row) != len(columns):
+            raise ValueError(f"a table row has {len(row)} cells for {len(columns)} columns: {list(row)}")
+        lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
+    return lines
+
+
+def number_cell(value: float, spec: str) -> str:
+    """``value`` formatted with ``spec``, or an empty cell when it is NaN.
+
+    Example:
+        >>> number_cell(0.81234, ".3f"), number_cell(float("nan"), ".3f")
+        ('0.812', '')
+    """
+    return "" if math.isnan(value) else format(value, spec)
