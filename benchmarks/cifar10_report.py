@@ -1,8 +1,10 @@
-"""Render the generated part of docs/results/cifar10-cpu.md from results/cifar10-cpu/.
+"""Render the generated parts of docs/results/cifar10-cpu.md and the README from results/cifar10-cpu/.
 
-Everything between the markers ``<!-- generated:start -->`` and ``<!-- generated:end -->`` is
-replaced by tables built from the committed files (runs.csv, curves.csv, leaderboard.md,
-comparison_vs_firm.md); the hand-written text around them is kept.
+Everything between the markers ``<!-- generated:start -->`` and ``<!-- generated:end -->`` of the
+report, and between ``<!-- cifar10-cpu headline:start/end -->`` of the README, is replaced by
+tables built from the committed files (runs.csv, curves.csv, leaderboard.csv/.md,
+paired_vs_firm.csv, convergence_vs_firm.csv, comparison_vs_firm.md); the hand-written text
+around them is kept.
 
     python benchmarks/cifar10_report.py            # after benchmarks/cifar10_study.sh export
 """
@@ -20,6 +22,7 @@ import pandas as pd
 from anobench.markdown import pipe_table
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
+HEADLINE_START, HEADLINE_END = "<!-- cifar10-cpu headline:start -->", "<!-- cifar10-cpu headline:end -->"
 MAIN_SCORER = "knn"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -137,8 +140,8 @@ def judge_speedup(convergence: pd.DataFrame, claimed: float) -> tuple[str, str]:
     return measured, "holds" if median >= claimed / 1.5 else "FIRM is faster, by less than claimed"
 
 
-def claims_table(runs: pd.DataFrame, paired: pd.DataFrame, convergence: pd.DataFrame, scorer: str) -> str:
-    """The paper's claims against this study's figures for one scorer, one row per claim."""
+def claim_rows(runs: pd.DataFrame, paired: pd.DataFrame, convergence: pd.DataFrame, scorer: str) -> list[list[str]]:
+    """The paper's claims against this study's figures for one scorer: [claim, measured, verdict]."""
     runs, paired, convergence = (t[t["scorer"] == scorer] for t in (runs, paired, convergence))
     rows = []
     for claim in CLAIMS:
@@ -150,10 +153,37 @@ def claims_table(runs: pd.DataFrame, paired: pd.DataFrame, convergence: pd.DataF
         else:
             measured, verdict = judge_speedup(convergence[convergence["objective"] == claim.other], claim.value)
         rows.append([claim.text, measured, verdict])
-    return "\n".join(pipe_table(["claim (FIRM paper)", "measured here", "verdict"], rows))
+    return rows
 
 
-def render(folder: Path, sweep: Path) -> str:
+def claims_table(runs: pd.DataFrame, paired: pd.DataFrame, convergence: pd.DataFrame, scorer: str) -> str:
+    """:func:`claim_rows` as a Markdown table."""
+    return "\n".join(pipe_table(["claim (FIRM paper)", "measured here", "verdict"],
+                                 claim_rows(runs, paired, convergence, scorer)))
+
+
+def headline(leaderboard: pd.DataFrame, claims: list[list[str]], status: str) -> str:
+    """The README's summary: mean kNN k=5 AUROC per objective and the verdicts on the NT-Xent claims."""
+    part = leaderboard[leaderboard["scorer"] == MAIN_SCORER].sort_values("auroc_mean", ascending=False)
+    rows = [[r["objective"], f"{r['auroc_mean']:.3f}" + (f" ± {r['auroc_std']:.3f}" if r["n_seeds"] > 1 else ""),
+             r["n_classes"], r["n_seeds"]] for _, r in part.iterrows()]
+    table = pipe_table(["objective", "AUROC, kNN k=5 (mean over classes ± std over seeds)", "classes", "seeds"],
+                       rows, right={"AUROC, kNN k=5 (mean over classes ± std over seeds)", "classes", "seeds"})
+    versus = [f"- FIRM paper, {text}. Measured: {measured}; **{verdict}**." for text, measured, verdict in claims
+              if "NT-Xent" in text and "single class" not in text]
+    return "\n".join([status, "", *table, "", *versus])
+
+
+def replace_block(text: str, start: str, end: str, body: str, where: Path) -> str:
+    """``text`` with everything from ``start`` to ``end`` (markers included) replaced by ``body``."""
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {where} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    return head + start + "\n\n" + body + "\n\n" + end + rest.split(end, 1)[1]
+
+
+def render(folder: Path, sweep: Path) -> tuple[str, str]:
+    """The report's generated block and the README's headline block."""
     runs = pd.read_csv(folder / "runs.csv", dtype={"normal_class": str})
     curves = pd.read_csv(folder / "curves.csv", dtype={"normal_class": str})
     leaderboard = (folder / "leaderboard.md").read_text().split("\n", 2)[2].strip()
@@ -164,12 +194,12 @@ def render(folder: Path, sweep: Path) -> str:
     finished = runs["run_key"].nunique()
     provisional = "" if finished >= sum(planned.values()) else (
         f" **Provisional: {finished} of {sum(planned.values())} runs finished.**")
-    return "\n\n".join([
-        START,
+    claims = claim_rows(runs, paired, convergence, MAIN_SCORER)
+    report = "\n\n".join([
         "### Status\n\n" + status_table(runs, planned),
         f"### The paper's claims, measured (kNN k=5, FIRM minus the other objective over common class × seed pairs)"
         f"\n\nVerdict rules are stated under *Against the paper's claims* below.{provisional}\n\n"
-        + claims_table(runs, paired, convergence, MAIN_SCORER),
+        + "\n".join(pipe_table(["claim (FIRM paper)", "measured here", "verdict"], claims)),
         f"### Per class, kNN k=5 (`{MAIN_SCORER}`): final AUROC, mean ± std over seeds\n\n"
         + per_class_table(runs, curves, MAIN_SCORER),
         "### Per class, kNN k=1 (`knn:k=1`)\n\n" + per_class_table(runs, curves, "knn:k=1"),
@@ -178,8 +208,10 @@ def render(folder: Path, sweep: Path) -> str:
         "### FIRM against each objective: paired tests and convergence\n\n" + comparison,
         ("### Learning curves\n\n![AUROC during training](../../results/cifar10-cpu/auroc_curves.png)\n\n"
          "![AUROC per class](../../results/cifar10-cpu/per_class_auroc.png)"),
-        END,
     ])
+    status = (f"All {finished} runs finished." if not provisional
+              else f"Provisional, {finished} of {sum(planned.values())} runs finished:")
+    return report, headline(pd.read_csv(folder / "leaderboard.csv"), claims, status)
 
 
 def main() -> None:
@@ -187,14 +219,12 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("results/cifar10-cpu"))
     parser.add_argument("--sweep", type=Path, default=Path("benchmarks/cifar10-cpu.toml"))
     parser.add_argument("--doc", type=Path, default=Path("docs/results/cifar10-cpu.md"))
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
     args = parser.parse_args()
-    text = args.doc.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"error: {args.doc} has no {START} ... {END} block")
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    args.doc.write_text(head + render(args.results, args.sweep) + tail)
-    print(f"wrote {args.doc}")
+    report, summary = render(args.results, args.sweep)
+    for path, start, end, body in [(args.doc, START, END, report), (args.readme, HEADLINE_START, HEADLINE_END, summary)]:
+        path.write_text(replace_block(path.read_text(), start, end, body, path))
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -80,3 +80,25 @@ def test_claims_table_has_one_row_per_claim_and_reads_only_its_scorer():
     assert "largest +10.0 points (cat)" in table[4] and "largest +5.0 points (cat)" in table[5]
     assert "median 20.0x" in table[6] and table[6].endswith("| holds |")
     assert table[7].endswith("| no common pairs | too few pairs |")        # the kde row is not read
+
+
+def test_headline_sorts_objectives_and_keeps_the_nt_xent_verdicts():
+    leaderboard = pd.DataFrame([
+        {"scorer": "knn", "objective": "simclr", "auroc_mean": 0.70, "auroc_std": 0.01, "n_classes": 10, "n_seeds": 2},
+        {"scorer": "knn", "objective": "firm", "auroc_mean": 0.75, "auroc_std": 0.02, "n_classes": 10, "n_seeds": 2},
+        {"scorer": "knn", "objective": "csi", "auroc_mean": 0.72, "auroc_std": 0.0, "n_classes": 10, "n_seeds": 1},
+        {"scorer": "kde", "objective": "firm", "auroc_mean": 0.99, "auroc_std": 0.0, "n_classes": 10, "n_seeds": 2}])
+    claims = [[claim.text, f"m{i}", f"v{i}"] for i, claim in enumerate(report.CLAIMS)]
+    lines = report.headline(leaderboard, claims, "All 100 runs finished.").splitlines()
+    assert lines[0] == "All 100 runs finished."
+    assert lines[4:7] == ["| firm | 0.750 ± 0.020 | 10 | 2 |", "| csi | 0.720 | 10 | 1 |", "| simclr | 0.700 ± 0.010 | 10 | 2 |"]
+    assert lines[8:] == [f"- FIRM paper, {report.CLAIMS[0].text}. Measured: m0; **v0**.",
+                         f"- FIRM paper, {report.CLAIMS[4].text}. Measured: m4; **v4**."]
+
+
+def test_replace_block_keeps_the_text_around_the_markers(tmp_path):
+    text = "intro\n<!-- a -->\nold\n<!-- b -->\noutro\n"
+    assert report.replace_block(text, "<!-- a -->", "<!-- b -->", "new", tmp_path) == (
+        "intro\n<!-- a -->\n\nnew\n\n<!-- b -->\noutro\n")
+    with pytest.raises(SystemExit, match="has no <!-- x --> ... <!-- b --> block"):
+        report.replace_block(text, "<!-- x -->", "<!-- b -->", "new", tmp_path)
