@@ -183,51 +183,73 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(pipe_table(columns, rows, right=set(columns[3:4] + columns[6:]))) + "\n"
 
 
-def curves_figure(curves: pd.DataFrame) -> Any:
-    """AUROC versus training progress, one panel per scorer, one line per objective (mean over
-    classes and seeds)."""
+def objective_colors(objectives: list[str]) -> dict[str, Any]:
+    """One fixed colour per objective (sorted names on the tab10 cycle), the same in every panel."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"].colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(sorted(objectives))}
+
+
+def _panels(n: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A figure with ``n`` panels, at most three per row; unused cells are hidden."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    ncols = min(3, max(n, 1))
+    nrows = -(-max(n, 1) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[max(n, 1):]:
+        ax.set_visible(False)
+    return fig, flat
+
+
+def curves_figure(curves: pd.DataFrame) -> Any:
+    """AUROC versus training progress, one panel per scorer, one line per objective (mean over
+    classes and seeds), each objective in the same colour everywhere."""
     scorers = sorted(curves["scorer"].unique()) if len(curves) else ["(no curves)"]
-    fig, axes = plt.subplots(1, len(scorers), figsize=(5 * len(scorers), 4), squeeze=False)
-    for ax, scorer in zip(axes[0], scorers):
+    colors = objective_colors(list(curves["objective"].unique()) if len(curves) else [])
+    fig, axes = _panels(len(scorers), 5, 4)
+    for ax, scorer in zip(axes, scorers):
         part = curves[curves["scorer"] == scorer] if len(curves) else curves
         for objective, group in part.groupby("objective") if len(part) else []:
             mean = group.assign(progress=group["progress"].round(3)).groupby("progress")["auroc"].mean()
-            ax.plot(mean.index, mean.to_numpy(), marker="o", label=objective)
+            ax.plot(mean.index, mean.to_numpy(), marker="o", label=objective, color=colors[objective])
         ax.set(title=f"scorer {scorer}", xlabel="training progress", ylabel="test AUROC", xlim=(0, 1))
         ax.grid(alpha=0.3)
         if len(part):
-            ax.legend()
-    fig.suptitle("AUROC during training (area under each curve = AULC)")
+            ax.legend(fontsize="small")
+    fig.suptitle("AUROC during training (mean over classes and seeds; area under each curve = AULC)")
     fig.tight_layout()
     return fig
 
 
 def per_class_figure(rows: pd.DataFrame) -> Any:
-    """Grouped bars: AUROC per normal class, a bar per objective x scorer, std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stats = rows.groupby(["objective", "scorer", "normal_class_name"])["auroc"].agg(["mean", "std"]).reset_index()
+    """AUROC per normal class: one panel per scorer, a bar per objective (± std over seeds)."""
+    stats = rows.groupby(["scorer", "objective", "normal_class_name"])["auroc"].agg(["mean", "std"]).reset_index()
     classes = sorted(stats["normal_class_name"].unique(), key=str)
-    combos = stats[["objective", "scorer"]].drop_duplicates().itertuples(index=False)
-    combos = list(combos)
-    width = 0.8 / max(len(combos), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(classes) * max(1, len(combos) / 3)), 4))
+    scorers = sorted(stats["scorer"].unique()) if len(stats) else ["(no runs)"]
+    colors = objective_colors(list(stats["objective"].unique()))
+    low = min(0.5, float(stats["mean"].min()) - 0.05) if len(stats) else 0.0
+    fig, axes = _panels(len(scorers), max(6.0, 0.9 * len(classes)), 3.5)
     x = np.arange(len(classes))
-    for i, (objective, scorer) in enumerate(combos):
-        part = stats[(stats["objective"] == objective) & (stats["scorer"] == scorer)].set_index("normal_class_name")
-        part = part.reindex(classes)
-        ax.bar(x + i * width, part["mean"], width, yerr=part["std"].fillna(0), label=f"{objective}/{scorer}", capsize=2)
-    ax.set_xticks(x + width * (len(combos) - 1) / 2, [str(c) for c in classes])
-    ax.set(xlabel="normal class", ylabel="test AUROC", ylim=(0, 1.05), title="AUROC per normal class (± std over seeds)")
-    ax.legend(fontsize="small", ncol=2)
+    for ax, scorer in zip(axes, scorers):
+        part = stats[stats["scorer"] == scorer]
+        objectives = sorted(part["objective"].unique())
+        width = 0.8 / max(len(objectives), 1)
+        for i, objective in enumerate(objectives):
+            bars = part[part["objective"] == objective].set_index("normal_class_name").reindex(classes)
+            ax.bar(x + i * width, bars["mean"], width, yerr=bars["std"].fillna(0), label=objective,
+                   color=colors[objective], capsize=2)
+        ax.set_xticks(x + width * (len(objectives) - 1) / 2, [str(c) for c in classes], rotation=30)
+        ax.set(title=f"scorer {scorer}", ylabel="test AUROC", ylim=(low, 1.0))
+        ax.grid(axis="y", alpha=0.3)
+        if objectives:
+            ax.legend(fontsize="x-small", ncol=2)
+    fig.suptitle("AUROC per normal class (final step; ± std over seeds)")
     fig.tight_layout()
     return fig
 

@@ -98,3 +98,27 @@ def test_missing_experiment_is_one_error_line(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip().startswith("error: no experiment 'nope' in sqlite:///")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_figures_keep_one_colour_per_objective_across_panels():
+    from matplotlib.container import BarContainer
+
+    from anobench.leaderboard import curves_figure, per_class_figure
+
+    curves = pd.DataFrame([{"scorer": s, "objective": o, "progress": p, "auroc": 0.6 + p / 4, "normal_class_name": "a"}
+                           for s, objectives in [("csi", ["csi"]), ("knn", ["csi", "firm", "oe"]), ("oe-head", ["oe"])]
+                           for o in objectives for p in (0.0, 0.5, 1.0)])
+    fig = curves_figure(curves)
+    colours = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            colours.setdefault(line.get_label(), set()).add(line.get_color())
+    assert set(colours) == {"csi", "firm", "oe"} and all(len(c) == 1 for c in colours.values())
+    assert len({next(iter(c)) for c in colours.values()}) == 3
+    bars = per_class_figure(curves.rename(columns={"progress": "seed"}))
+    fills = {}
+    for ax in bars.axes:
+        for container in (c for c in ax.containers if isinstance(c, BarContainer)):
+            fills.setdefault(container.get_label(), set()).update(tuple(bar.get_facecolor()) for bar in container)
+    assert set(fills) == {"csi", "firm", "oe"} and all(len(c) == 1 for c in fills.values())
+    assert len({next(iter(c)) for c in fills.values()}) == 3
