@@ -4,8 +4,9 @@ concluding"). Each check prints PASS or FAIL with the measured values; exit code
 1. The batch the loss sees: inlier:outlier counts and the rotation mix of the outliers.
 2. Outliers are made before augmentation: every uint8 outlier is an exact rot90/180/270 of a
    normal training image, and both views of it are augmented independently afterwards.
-3. FIRM's positive sets on that batch (concat layout): every inlier anchor has the other 127
-   inlier views as positives, every outlier anchor exactly its own other view.
+3. FIRM's positive sets on that batch (concat layout): every inlier anchor has the other inlier
+   views as positives (2 x 64 - 1 = 127 with the quick preset), every outlier anchor exactly its
+   own other view.
 4. Scorers read the encoder features f(x), not the projection head's output.
 
     ANOBENCH_DATA_ROOT=/tmp/anodata python benchmarks/firm_checks.py --normal-class cat
@@ -18,14 +19,19 @@ import sys
 from unittest import mock
 
 import torch
+from anobench.objectives import OUTLIER_LABEL, get_objective, losses
 
-from anobench.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentRecipe, BatchAugmenter, test_transform
+from anobench.augment import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    AugmentRecipe,
+    BatchAugmenter,
+    test_transform,
+)
 from anobench.batches import BatchComposer
 from anobench.config import preset
 from anobench.data import load_dataset, one_class_task
 from anobench.models import ContrastiveModel
-from anobench.objectives import OUTLIER_LABEL, get_objective
-from anobench.objectives import losses
 from anobench.outliers import get_generator
 from anobench.training import embed
 
@@ -54,17 +60,19 @@ def main() -> None:
     batch = composer(generator)
 
     is_out = batch.labels == OUTLIER_LABEL
+    n_in, n_out = int((~is_out).sum()), int(is_out.sum())
     mix = torch.bincount(batch.generator_ids[is_out]).tolist()
-    check("batch composition", int((~is_out).sum()) == 64 and int(is_out.sum()) == 192,
-          f"{int((~is_out).sum())} inliers + {int(is_out.sum())} outliers; outliers per generator id {mix}")
+    check("batch composition", n_in == cfg.inliers_per_batch and n_out == cfg.outliers_per_batch,
+          f"{n_in} inliers + {n_out} outliers (want {cfg.inliers_per_batch} + {cfg.outliers_per_batch}); "
+          f"outliers per generator id {mix}")
 
     keys = {normals[i].numpy().tobytes() for i in range(len(normals))}
     matched = 0
     for image, gid in zip(batch.images[is_out], batch.generator_ids[is_out]):
         turns = int(outliers.names[int(gid) - 1].removeprefix("rot")) // 90
         matched += torch.rot90(image, -turns, dims=(1, 2)).contiguous().numpy().tobytes() in keys
-    check("outliers rotated before augmentation", matched == int(is_out.sum()),
-          f"{matched}/{int(is_out.sum())} uint8 outliers are exact rotations of normal training images")
+    check("outliers rotated before augmentation", matched == n_out,
+          f"{matched}/{n_out} uint8 outliers are exact rotations of normal training images")
     augmenter = BatchAugmenter(AugmentRecipe(), 32, CIFAR10_MEAN, CIFAR10_STD)
     views = augmenter(batch.images.repeat(2, 1, 1, 1), generator)
     n = len(batch.labels)
@@ -84,15 +92,16 @@ def main() -> None:
     sample_pos = captured["positives"]
     # concat layout: an anchor's positives are both views of every positive sample, minus itself.
     per_anchor = 2 * sample_pos.sum(dim=1) - 1
-    inlier_ok = bool((per_anchor[~is_out] == 127).all())
+    want_inlier = 2 * n_in - 1
+    inlier_ok = bool((per_anchor[~is_out] == want_inlier).all())
     outlier_ok = bool((sample_pos[is_out].sum(dim=1) == 1).all() and sample_pos.diagonal()[is_out].all())
     check("FIRM positive sets", inlier_ok and outlier_ok,
-          f"inlier anchors: {sorted(set(per_anchor[~is_out].tolist()))} positives (want 127); "
+          f"inlier anchors: {sorted(set(per_anchor[~is_out].tolist()))} positives (want {want_inlier}); "
           f"outlier anchors: {sorted(set(per_anchor[is_out].tolist()))} (want 1, their own view)")
 
     model = ContrastiveModel(cfg.width, cfg.head_hidden, cfg.head_layers, cfg.head_out).eval()
     images = normals[:16]
-    transform = lambda x: test_transform(x, size=32, resize=36, mean=CIFAR10_MEAN, std=CIFAR10_STD)  # noqa: E731
+    transform = lambda x: test_transform(x, size=32, resize=36, mean=CIFAR10_MEAN, std=CIFAR10_STD)
     scored = embed(model, images, transform, cfg, torch.device("cpu"))
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         features = model.encoder(transform(images)).float()
