@@ -6,8 +6,8 @@ Files written under ``OUTPUT_DIR/<experiment>/`` (the columns are documented in 
   schema that ``anobench run`` appends (``schema_version`` column);
 - ``per_class.csv``: one row per objective x scorer, a column per normal class ("mean ± std"
   AUROC over seeds);
-- ``leaderboard.csv`` and ``leaderboard.md``: objective x scorer, mean AUROC ± std over seeds
-  (of the mean over classes), rank, AULC, and a paired t-test over (class, seed) against the
+- ``leaderboard.csv`` and ``leaderboard.md``: objective x scorer, mean AUROC over classes ± std
+  over seeds (of each seed's mean over the classes every seed has), rank, AULC, and a paired t-test over (class, seed) against the
   best row;
 - ``curves.csv``: every AUROC measured during training (runs with ``eval_checkpoints``), one row
   per run x scorer x step;
@@ -129,6 +129,24 @@ def per_class_table(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _mean_and_seed_std(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per row of GROUP: the mean over classes of each class's mean over seeds, and the std over
+    seeds of each seed's mean over the classes that every seed has.
+
+    While a study is partial its seeds can cover different classes; averaging each seed over its
+    own classes would then compare easy classes with hard ones instead of seeds.
+    """
+    per_class = rows.groupby(GROUP + ["normal_class_name"])["auroc"].mean().groupby(GROUP).mean()
+    seeds = rows.groupby(GROUP)["seed"].nunique().rename("n_seeds")
+    seeds_per_class = rows.groupby(GROUP + ["normal_class_name"])["seed"].nunique().rename("k").reset_index()
+    seeds_per_class = seeds_per_class.merge(seeds.reset_index(), on=GROUP)
+    common = seeds_per_class[seeds_per_class["k"] == seeds_per_class["n_seeds"]][GROUP + ["normal_class_name"]]
+    per_seed = rows.merge(common, on=GROUP + ["normal_class_name"]).groupby(GROUP + ["seed"])["auroc"].mean()
+    std = per_seed.groupby(GROUP).std()
+    summary = pd.DataFrame({"auroc_mean": per_class, "auroc_std": std, "n_seeds": seeds})
+    return summary.fillna({"auroc_std": 0.0}).reset_index()
+
+
 def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Objective x scorer: mean AUROC ± std over seeds, rank, AULC and a paired test against the
     best row of the same dataset, outliers and preset.
@@ -138,9 +156,7 @@ def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
     """
     from scipy.stats import ttest_rel
 
-    per_seed = rows.groupby(GROUP + ["seed"])["auroc"].mean().reset_index()
-    summary = per_seed.groupby(GROUP)["auroc"].agg(auroc_mean="mean", auroc_std="std", n_seeds="count").reset_index()
-    summary["auroc_std"] = summary["auroc_std"].fillna(0.0)
+    summary = _mean_and_seed_std(rows)
     extra = rows.groupby(GROUP).agg(
         n_runs=("run_key", "nunique"), n_classes=("normal_class_name", "nunique"), aulc_mean=("aulc", "mean"),
         aupr_mean=("aupr", "mean"), fpr95_mean=("fpr95", "mean"), train_wall_s_mean=("train_wall_s", "mean"),

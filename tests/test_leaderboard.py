@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from anobench.cli import app
 from anobench.config import RunConfig, preset
+from anobench.leaderboard import leaderboard_table
 from anobench.results_csv import RESULT_COLUMNS
 from anobench.runner import run_tags
 from anobench.tracking import MlflowTracker
@@ -122,3 +123,16 @@ def test_figures_keep_one_colour_per_objective_across_panels():
             fills.setdefault(container.get_label(), set()).update(tuple(bar.get_facecolor()) for bar in container)
     assert set(fills) == {"csi", "firm", "oe"} and all(len(c) == 1 for c in fills.values())
     assert len({next(iter(c)) for c in fills.values()}) == 3
+
+
+def test_partial_seeds_compare_seeds_on_common_classes_only():
+    # seed 1 has only class "a": the mean weighs each class once, the std compares seeds on "a".
+    def row(normal_class, seed, auroc):
+        return {"dataset": "d", "outliers": "o", "preset": "p", "objective": "firm", "scorer": "knn",
+                "normal_class_name": normal_class, "seed": seed, "auroc": auroc, "run_key": f"{normal_class}{seed}",
+                "aulc": 0.5, "aupr": 0.5, "fpr95": 0.5, "train_wall_s": 1.0}
+    rows = pd.DataFrame([row("a", 0, 0.6), row("b", 0, 0.8), row("a", 1, 0.7)])
+    table = leaderboard_table(rows)
+    assert table.loc[0, "auroc_mean"] == pytest.approx((0.65 + 0.8) / 2)
+    assert table.loc[0, "auroc_std"] == pytest.approx(statistics.stdev([0.6, 0.7]))
+    assert table.loc[0, "n_seeds"] == 2 and table.loc[0, "n_classes"] == 2
