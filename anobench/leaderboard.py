@@ -7,8 +7,8 @@ Files written under ``OUTPUT_DIR/<experiment>/`` (the columns are documented in 
 - ``per_class.csv``: one row per objective x scorer, a column per normal class ("mean ± std"
   AUROC over seeds);
 - ``leaderboard.csv`` and ``leaderboard.md``: objective x scorer, mean AUROC over classes ± std
-  over seeds (of each seed's mean over the classes every seed has), rank, AULC, and a paired t-test over (class, seed) against the
-  best row;
+  over seeds (of each seed's mean over the classes every seed has), rank, AULC, and a paired
+  t-test over (class, seed) against the best row;
 - ``curves.csv``: every AUROC measured during training (runs with ``eval_checkpoints``), one row
   per run x scorer x step;
 - ``auroc_curves.png`` (AUROC versus training progress per objective, the AULC picture) and
@@ -136,13 +136,11 @@ def _mean_and_seed_std(rows: pd.DataFrame) -> pd.DataFrame:
     While a study is partial its seeds can cover different classes; averaging each seed over its
     own classes would then compare easy classes with hard ones instead of seeds.
     """
-    per_class = rows.groupby(GROUP + ["normal_class_name"])["auroc"].mean().groupby(GROUP).mean()
+    by_class = rows.groupby(GROUP + ["normal_class_name"])
+    per_class = by_class["auroc"].mean().groupby(GROUP).mean()
     seeds = rows.groupby(GROUP)["seed"].nunique().rename("n_seeds")
-    seeds_per_class = rows.groupby(GROUP + ["normal_class_name"])["seed"].nunique().rename("k").reset_index()
-    seeds_per_class = seeds_per_class.merge(seeds.reset_index(), on=GROUP)
-    common = seeds_per_class[seeds_per_class["k"] == seeds_per_class["n_seeds"]][GROUP + ["normal_class_name"]]
-    per_seed = rows.merge(common, on=GROUP + ["normal_class_name"]).groupby(GROUP + ["seed"])["auroc"].mean()
-    std = per_seed.groupby(GROUP).std()
+    in_every_seed = by_class["seed"].transform("nunique") == rows.groupby(GROUP)["seed"].transform("nunique")
+    std = rows[in_every_seed].groupby(GROUP + ["seed"])["auroc"].mean().groupby(GROUP).std()
     summary = pd.DataFrame({"auroc_mean": per_class, "auroc_std": std, "n_seeds": seeds})
     return summary.fillna({"auroc_std": 0.0}).reset_index()
 

@@ -19,19 +19,13 @@ import sys
 from unittest import mock
 
 import torch
-from anobench.objectives import OUTLIER_LABEL, get_objective, losses
 
-from anobench.augment import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    AugmentRecipe,
-    BatchAugmenter,
-    test_transform,
-)
+from anobench.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentRecipe, BatchAugmenter, test_transform
 from anobench.batches import BatchComposer
 from anobench.config import preset
 from anobench.data import load_dataset, one_class_task
 from anobench.models import ContrastiveModel
+from anobench.objectives import OUTLIER_LABEL, get_objective, losses
 from anobench.outliers import get_generator
 from anobench.training import embed
 
@@ -101,7 +95,7 @@ def main() -> None:
 
     model = ContrastiveModel(cfg.width, cfg.head_hidden, cfg.head_layers, cfg.head_out).eval()
     images = normals[:16]
-    transform = lambda x: test_transform(x, size=32, resize=36, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    transform = lambda x: test_transform(x, size=32, resize=36, mean=CIFAR10_MEAN, std=CIFAR10_STD)  # noqa: E731
     scored = embed(model, images, transform, cfg, torch.device("cpu"))
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         features = model.encoder(transform(images)).float()
