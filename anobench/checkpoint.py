@@ -8,7 +8,7 @@ checkpoint or the new one, never a torn file.
 
 Example:
     >>> ckpt = Checkpoint(Path("ckpt/abc.pt"), every=10)  # doctest: +SKIP
-    >>> run_experiment(config, checkpoint=ckpt)  # doctest: +SKIP  (resumes if ckpt/abc.pt exists)
+    >>> run_experiment(config, checkpoint=ckpt)  # resumes if ckpt/abc.pt exists  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ Convergence (the FIRM paper's "12x faster than NT-Xent"): for each pair, the tar
 objective's final AUROC; both runs' steps to first reach it are read off their AUROC curves (first
 crossing, linear between checkpoints), and the speed-up is the other run's steps over the
 reference's. The other run's own steps can be fewer than its budget when its curve peaked early.
-A reference that starts at or above the target (step 0, the untrained encoder) has no finite
-speed-up and one that never reaches it has none at all; both are counted, not hidden.
+When both runs start at or above the target (step 0: the other objective ended no better than
+the untrained encoder, which objectives of one seed share), neither is faster: the speed-up is 1.
+A reference that starts there while the other run needs training has an infinite speed-up, and one
+that never reaches the target has none at all; all of these are counted, not hidden.
 
 Example:
     >>> rows, curves = load_runs(experiment="cifar10-cpu")  # doctest: +SKIP
@@ -80,7 +82,7 @@ def steps_to_reach(steps: np.ndarray, aurocs: np.ndarray, target: float) -> floa
     0 if it starts there, NaN if it never does.
 
     Example:
-        >>> steps_to_reach(np.array([0, 100, 200]), np.array([0.5, 0.7, 0.9]), 0.8)
+        >>> steps_to_reach(np.array([0, 100, 200]), np.array([0.5, 0.75, 1.0]), 0.875)
         150.0
     """
     order = np.argsort(steps)
@@ -95,11 +97,27 @@ def steps_to_reach(steps: np.ndarray, aurocs: np.ndarray, target: float) -> floa
     return float(s0 + (target - a0) / (a1 - a0) * (s1 - s0))
 
 
+def pair_speedup(own_steps: float, reference_steps: float) -> float:
+    """The other run's steps over the reference's to reach the same target: 1 when both start
+    there (0 / 0: neither had to train), inf when only the reference does, NaN when the reference
+    never reaches it.
+
+    Example:
+        >>> pair_speedup(600.0, 150.0), pair_speedup(0.0, 0.0), pair_speedup(300.0, 0.0)
+        (4.0, 1.0, inf)
+    """
+    if np.isnan(reference_steps):
+        return float("nan")
+    if reference_steps == 0:
+        return 1.0 if own_steps == 0 else float("inf")
+    return own_steps / reference_steps
+
+
 def convergence_table(curves: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Per pair (arena, other objective, class, seed): the other's final AUROC (the target), the
     steps at which the other's curve and the reference's curve first reach it, and the speed-up
-    (other's steps over the reference's; inf when the reference starts at the target, NaN when it
-    never reaches it).
+    (other's steps over the reference's; 1 when both start at the target, inf when only the
+    reference does, NaN when it never reaches it).
 
     Raises:
         AnobenchError: If ``reference`` has no curve (runs without ``eval_checkpoints``).
@@ -117,7 +135,7 @@ def convergence_table(curves: pd.DataFrame, reference: str) -> pd.DataFrame:
         target = float(part.sort_values("step")["auroc"].iloc[-1])
         own = steps_to_reach(part["step"].to_numpy(), part["auroc"].to_numpy(), target)
         needed = steps_to_reach(mine["step"].to_numpy(), mine["auroc"].to_numpy(), target)
-        speedup = np.nan if np.isnan(needed) else (np.inf if needed == 0 else own / needed)
+        speedup = pair_speedup(own, needed)
         out.append({**dict(zip(keys, key)), "reference": reference, "objective": objective,
                     "target_auroc": target, "objective_steps": own,
                     "reference_steps": needed, "speedup": speedup})
@@ -127,14 +145,15 @@ def convergence_table(curves: pd.DataFrame, reference: str) -> pd.DataFrame:
 
 def convergence_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per arena and other objective: median speed-up and its quartiles over the pairs where it
-    is finite, plus how many pairs were reached at step 0 and how many never."""
+    is finite (ties at step 0 count as 1x), plus how many pairs the reference reached at step 0
+    (ties and infinite speed-ups) and how many it never reached."""
     out = []
     for key, part in table.groupby(ARENA + ["objective"]):
         finite = part["speedup"][np.isfinite(part["speedup"])]
         q = finite.quantile([0.25, 0.5, 0.75]) if len(finite) else pd.Series([np.nan] * 3, index=[0.25, 0.5, 0.75])
         out.append({**dict(zip(ARENA + ["objective"], key)), "n_pairs": len(part),
                     "median_speedup": q[0.5], "q25_speedup": q[0.25], "q75_speedup": q[0.75],
-                    "reached_at_init": int(np.isinf(part["speedup"]).sum()),
+                    "reached_at_init": int((part["reference_steps"] == 0).sum()),
                     "never_reached": int(part["speedup"].isna().sum())})
     return pd.DataFrame(out, columns=[*ARENA, "objective", "n_pairs", "median_speedup", "q25_speedup",
                                       "q75_speedup", "reached_at_init", "never_reached"])
@@ -158,6 +177,7 @@ def comparison_markdown(paired: pd.DataFrame, summary: pd.DataFrame, reference: 
              *pipe_table(paired_columns, paired_rows, right=paired_columns[4:]),
              "",
              (f"Convergence: the steps the objective needs to first reach its own final AUROC over the steps "
-              f"{reference} needs to reach it (median and quartiles over the finite pairs).\n"),
+              f"{reference} needs to reach it (median and quartiles over the finite pairs; 1x when both start "
+              f"at the target).\n"),
              *pipe_table(speed_columns, speed_rows, right=speed_columns[4:])]
     return "\n".join(lines) + "\n"

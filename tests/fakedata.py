@@ -5,7 +5,7 @@ pattern plus mild noise, so a small encoder trained on one class separates it fr
 
 Example:
     >>> from fakedata import write_cifar10
-    >>> folder = write_cifar10(tmp_path)  # doctest: +SKIP  (tmp_path/cifar-10-batches-py)
+    >>> folder = write_cifar10(tmp_path)  # writes tmp_path/cifar-10-batches-py  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -54,16 +54,29 @@ def test_best_class_uses_class_means_over_common_pairs():
     assert report.judge_best_class(runs, "supcon", 0.1) == ("no common pairs", "too few pairs")
 
 
+def speedups(*values: float) -> pd.DataFrame:
+    return pd.DataFrame({"speedup": list(values)})
+
+
 def test_speedup_ranks_never_reached_pairs_lowest():
-    convergence = pd.DataFrame({"speedup": [2.0, 8.0, 10.0, np.nan, np.nan]})
-    measured, verdict = report.judge_speedup(convergence, 12.0)
+    measured, verdict = report.judge_speedup(speedups(2.0, 8.0, 10.0, np.nan, np.nan), 12.0)
     # with the two never-reached pairs at 0 the median is 2 (over the finite pairs alone it would be 8)
-    assert measured.startswith("median 2.0x (quartiles 0.0-8.0) over 5 pairs, 2 never reached")
-    assert verdict == "FIRM is faster, by less than claimed"
-    assert report.judge_speedup(pd.DataFrame({"speedup": [8.0, 9.0, np.inf]}), 12.0)[1] == "holds"
-    assert report.judge_speedup(pd.DataFrame({"speedup": [1.5, 4.0, 30.0, np.inf]}), 12.0)[0].startswith(
+    assert measured == ("median 2.0x (quartiles 0.0-8.0) over 5 pairs, 2 never reached; "
+                        "faster in 3, slower in 2 (sign test p = 1)")
+    assert verdict == "not shown: no significant difference"
+    assert report.judge_speedup(speedups(1.5, 4.0, 30.0, np.inf), 12.0)[0].startswith(
         "median 4.0x (quartiles 1.5-30.0)")  # the lower middle value, no interpolation towards inf
-    assert report.judge_speedup(pd.DataFrame({"speedup": [0.5, 1.0, 3.0]}), 12.0)[1] == "does not hold: FIRM is not faster"
+
+
+@pytest.mark.parametrize(("values", "verdict"), [
+    ([8.0] * 6 + [9.0, np.inf], "holds"),                                    # 8/0, p = 0.008, median 8 = 12 / 1.5
+    ([2.0] * 9 + [np.nan], "FIRM is faster, by less than claimed"),          # 9/1, p = 0.02
+    ([2.0] * 8 + [0.5, np.nan], "not shown: no significant difference"),     # 8/2, p = 0.11
+    ([1.0] * 7 + [2.0] * 6, "not shown: no significant difference"),         # 6/0 but the median pair is a tie
+    ([0.5] * 6 + [np.nan], "reversed: FIRM is slower"),                      # 0/7, p = 0.016
+])
+def test_speedup_verdicts_need_a_significant_sign_test(values, verdict):
+    assert report.judge_speedup(speedups(*values), 12.0)[1] == verdict
 
 
 def test_claims_table_has_one_row_per_claim_and_reads_only_its_scorer():
@@ -71,8 +84,8 @@ def test_claims_table_has_one_row_per_claim_and_reads_only_its_scorer():
     other_scorer = runs.assign(scorer="kde", auroc=0.1)
     paired = pd.DataFrame([{"scorer": "knn", "objective": "simclr", "mean_diff": 0.1, "ci_low": 0.08, "ci_high": 0.12,
                             "wins": 1, "losses": 0, "n_pairs": 1, "p_value": 0.001}])
-    convergence = pd.DataFrame([{"scorer": "knn", "objective": "simclr", "speedup": 20.0},
-                                {"scorer": "kde", "objective": "rot-supcon", "speedup": 50.0}])
+    convergence = pd.DataFrame([{"scorer": "knn", "objective": "simclr", "speedup": 20.0}] * 8   # sign test p = 0.008
+                               + [{"scorer": "kde", "objective": "rot-supcon", "speedup": 50.0}] * 8)
     table = report.claims_table(pd.concat([runs, other_scorer]), paired, convergence, "knn").splitlines()
     assert len(table) == 2 + len(report.CLAIMS)
     assert table[2].endswith("| holds |")                                   # +10 points over simclr

@@ -102,6 +102,8 @@ def test_convergence_table_and_summary():
         + curve_rows("simclr", "d", 0, [(0, 0.5), (100, 0.6), (200, 0.7)])   # 0.7 at 50: 4x
         + curve_rows("firm", "e", 0, [(0, 0.5), (100, 0.9), (200, 0.9)])
         + curve_rows("simclr", "e", 0, [(0, 0.5), (100, 0.8), (200, 0.7)])   # simclr peaked: 0.7 at 200/3 vs 50
+        + curve_rows("firm", "f", 0, [(0, 0.6), (100, 0.7), (200, 0.8)])
+        + curve_rows("simclr", "f", 0, [(0, 0.6), (100, 0.55), (200, 0.5)])  # both start above 0.5: a tie
     )
     table = convergence_table(curves, "firm").set_index("normal_class_name")
     assert table.loc["a", "reference_steps"] == pytest.approx(150) and table.loc["a", "speedup"] == pytest.approx(200 / 150)
@@ -110,9 +112,10 @@ def test_convergence_table_and_summary():
     assert table.loc["a", "objective_steps"] == pytest.approx(200)
     assert table.loc["e", "objective_steps"] == pytest.approx(200 / 3) and table.loc["e", "reference_steps"] == pytest.approx(50)
     assert table.loc["e", "speedup"] == pytest.approx(4 / 3)
+    assert table.loc["f", ["objective_steps", "reference_steps", "speedup"]].tolist() == [0.0, 0.0, 1.0]
     summary = convergence_summary(table.reset_index()).iloc[0]
-    assert summary["n_pairs"] == 5 and summary["reached_at_init"] == 1 and summary["never_reached"] == 1
-    assert summary["median_speedup"] == pytest.approx(np.median([200 / 150, 4.0, 4 / 3]))
+    assert summary["n_pairs"] == 6 and summary["reached_at_init"] == 2 and summary["never_reached"] == 1
+    assert summary["median_speedup"] == pytest.approx(np.median([200 / 150, 4.0, 4 / 3, 1.0]))
 
 
 def test_leaderboard_reference_writes_the_comparison(tmp_path):
