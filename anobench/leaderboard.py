@@ -34,7 +34,7 @@ import pandas as pd
 
 from anobench.config import RunConfig, TrainConfig
 from anobench.errors import AnobenchError
-from anobench.markdown import number_cell, pipe_table
+from anobench.markdown import mean_std_cell, number_cell, pipe_table
 from anobench.results_csv import RESULT_COLUMNS, SCHEMA_VERSION, config_columns
 from anobench.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, metric_key
 
@@ -118,9 +118,10 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
 
 
 def per_class_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Objective x scorer rows, a column per normal class: "mean ± std" AUROC over seeds."""
+    """Objective x scorer rows, a column per normal class: "mean ± std" AUROC over seeds (the mean
+    alone for one seed)."""
     stats = rows.groupby(GROUP + ["normal_class_name"])["auroc"].agg(["mean", "std"]).reset_index()
-    stats["cell"] = [f"{m:.4f} ± {0.0 if np.isnan(s) else s:.4f}" for m, s in zip(stats["mean"], stats["std"])]
+    stats["cell"] = [mean_std_cell(m, s, ".4f") for m, s in zip(stats["mean"], stats["std"])]
     table = stats.pivot(index=GROUP, columns="normal_class_name", values="cell")
     table["mean"] = stats.groupby(GROUP)["mean"].mean().round(4)
     table = table.reset_index()
@@ -131,7 +132,7 @@ def per_class_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _mean_and_seed_std(rows: pd.DataFrame) -> pd.DataFrame:
     """Per row of GROUP: the mean over classes of each class's mean over seeds, and the std over
-    seeds of each seed's mean over the classes that every seed has.
+    seeds of each seed's mean over the classes that every seed has (NaN for one seed).
 
     While a study is partial its seeds can cover different classes; averaging each seed over its
     own classes would then compare easy classes with hard ones instead of seeds.
@@ -142,7 +143,7 @@ def _mean_and_seed_std(rows: pd.DataFrame) -> pd.DataFrame:
     in_every_seed = by_class["seed"].transform("nunique") == rows.groupby(GROUP)["seed"].transform("nunique")
     std = rows[in_every_seed].groupby(GROUP + ["seed"])["auroc"].mean().groupby(GROUP).std()
     summary = pd.DataFrame({"auroc_mean": per_class, "auroc_std": std, "n_seeds": seeds})
-    return summary.fillna({"auroc_std": 0.0}).reset_index()
+    return summary.reset_index()
 
 
 def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -192,7 +193,7 @@ def markdown_table(table: pd.DataFrame) -> str:
     columns = ["dataset", "outliers", "preset", "rank", "objective", "scorer", "AUROC (mean ± std)", "AULC",
                "seeds", "p vs best"]
     rows = [[r["dataset"], r["outliers"], r["preset"], r["rank"], r["objective"], r["scorer"],
-             f"{r['auroc_mean']:.4f} ± {r['auroc_std']:.4f}", number_cell(r["aulc_mean"], ".4f"), r["n_seeds"],
+             mean_std_cell(r["auroc_mean"], r["auroc_std"], ".4f"), number_cell(r["aulc_mean"], ".4f"), r["n_seeds"],
              number_cell(r["p_value_vs_best"], ".3g")] for _, r in table.iterrows()]
     return "\n".join(pipe_table(columns, rows, right=set(columns[3:4] + columns[6:]))) + "\n"
 

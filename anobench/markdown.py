@@ -38,3 +38,14 @@ def number_cell(value: float, spec: str) -> str:
         ('0.812', '')
     """
     return "" if math.isnan(value) else format(value, spec)
+
+
+def mean_std_cell(mean: float, std: float, spec: str) -> str:
+    """``"mean ± std"`` formatted with ``spec``; the mean alone when the std is NaN (one seed has
+    no spread: writing "± 0" would claim one).
+
+    Example:
+        >>> mean_std_cell(0.81234, 0.0123, ".3f"), mean_std_cell(0.81234, float("nan"), ".3f")
+        ('0.812 ± 0.012', '0.812')
+    """
+    return format(mean, spec) + ("" if math.isnan(std) else f" ± {format(std, spec)}")

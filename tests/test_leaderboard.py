@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from anobench.cli import app
 from anobench.config import RunConfig, preset
-from anobench.leaderboard import leaderboard_table
+from anobench.leaderboard import leaderboard_table, markdown_table, per_class_table
 from anobench.results_csv import RESULT_COLUMNS
 from anobench.runner import run_tags
 from anobench.tracking import MlflowTracker
@@ -136,3 +136,15 @@ def test_partial_seeds_compare_seeds_on_common_classes_only():
     assert table.loc[0, "auroc_mean"] == pytest.approx((0.65 + 0.8) / 2)
     assert table.loc[0, "auroc_std"] == pytest.approx(statistics.stdev([0.6, 0.7]))
     assert table.loc[0, "n_seeds"] == 2 and table.loc[0, "n_classes"] == 2
+
+
+def test_one_seed_has_no_spread_rather_than_zero():
+    def row(normal_class, auroc):
+        return {"dataset": "d", "outliers": "o", "preset": "p", "objective": "csi", "scorer": "knn",
+                "normal_class_name": normal_class, "seed": 0, "auroc": auroc, "run_key": normal_class,
+                "aulc": 0.5, "aupr": 0.5, "fpr95": 0.5, "train_wall_s": 1.0}
+    rows = pd.DataFrame([row("a", 0.6), row("b", 0.8)])
+    table = leaderboard_table(rows)
+    assert table.loc[0, "auroc_mean"] == pytest.approx(0.7) and np.isnan(table.loc[0, "auroc_std"])
+    assert markdown_table(table).splitlines()[2] == "| d | o | p | 1 | csi | knn | 0.7000 | 0.5000 | 1 |  |"
+    assert per_class_table(rows).loc[0, "a"] == "0.6000"
