@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anobench.markdown import pipe_table
+from anobench.markdown import mean_std_cell, pipe_table
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 HEADLINE_START, HEADLINE_END = "<!-- cifar10-cpu headline:start -->", "<!-- cifar10-cpu headline:end -->"
@@ -84,8 +84,7 @@ def per_class_table(runs: pd.DataFrame, curves: pd.DataFrame, scorer: str) -> st
                 cells.append("")
                 continue
             row = stats.loc[(objective, c)]
-            std = "" if row["count"] < 2 else f" ± {row['std']:.3f}"
-            cells.append(f"{row['mean']:.3f}{std}")
+            cells.append(mean_std_cell(row["mean"], row["std"], ".3f"))  # one seed: std NaN, mean alone
         means = stats.loc[objective]["mean"]
         rows.append([objective, *cells, f"{means.mean():.3f} ({len(means)} cl.)"])
     floor = curves[(curves["scorer"] == scorer) & (curves["step"] == 0)]

@@ -125,13 +125,15 @@ def test_figures_keep_one_colour_per_objective_across_panels():
     assert len({next(iter(c)) for c in fills.values()}) == 3
 
 
+def result_row(normal_class: str, seed: int, auroc: float, objective: str = "firm") -> dict:
+    return {"dataset": "d", "outliers": "o", "preset": "p", "objective": objective, "scorer": "knn",
+            "normal_class_name": normal_class, "seed": seed, "auroc": auroc, "run_key": f"{normal_class}{seed}",
+            "aulc": 0.5, "aupr": 0.5, "fpr95": 0.5, "train_wall_s": 1.0}
+
+
 def test_partial_seeds_compare_seeds_on_common_classes_only():
     # seed 1 has only class "a": the mean weighs each class once, the std compares seeds on "a".
-    def row(normal_class, seed, auroc):
-        return {"dataset": "d", "outliers": "o", "preset": "p", "objective": "firm", "scorer": "knn",
-                "normal_class_name": normal_class, "seed": seed, "auroc": auroc, "run_key": f"{normal_class}{seed}",
-                "aulc": 0.5, "aupr": 0.5, "fpr95": 0.5, "train_wall_s": 1.0}
-    rows = pd.DataFrame([row("a", 0, 0.6), row("b", 0, 0.8), row("a", 1, 0.7)])
+    rows = pd.DataFrame([result_row("a", 0, 0.6), result_row("b", 0, 0.8), result_row("a", 1, 0.7)])
     table = leaderboard_table(rows)
     assert table.loc[0, "auroc_mean"] == pytest.approx((0.65 + 0.8) / 2)
     assert table.loc[0, "auroc_std"] == pytest.approx(statistics.stdev([0.6, 0.7]))
@@ -139,11 +141,7 @@ def test_partial_seeds_compare_seeds_on_common_classes_only():
 
 
 def test_one_seed_has_no_spread_rather_than_zero():
-    def row(normal_class, auroc):
-        return {"dataset": "d", "outliers": "o", "preset": "p", "objective": "csi", "scorer": "knn",
-                "normal_class_name": normal_class, "seed": 0, "auroc": auroc, "run_key": normal_class,
-                "aulc": 0.5, "aupr": 0.5, "fpr95": 0.5, "train_wall_s": 1.0}
-    rows = pd.DataFrame([row("a", 0.6), row("b", 0.8)])
+    rows = pd.DataFrame([result_row("a", 0, 0.6, "csi"), result_row("b", 0, 0.8, "csi")])
     table = leaderboard_table(rows)
     assert table.loc[0, "auroc_mean"] == pytest.approx(0.7) and np.isnan(table.loc[0, "auroc_std"])
     assert markdown_table(table).splitlines()[2] == "| d | o | p | 1 | csi | knn | 0.7000 | 0.5000 | 1 |  |"
