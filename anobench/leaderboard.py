@@ -35,6 +35,7 @@ import pandas as pd
 from anobench.config import RunConfig, TrainConfig
 from anobench.errors import AnobenchError
 from anobench.markdown import mean_std_cell, number_cell, pipe_table
+from anobench.provenance import ENVIRONMENT_TAGS
 from anobench.results_csv import RESULT_COLUMNS, SCHEMA_VERSION, config_columns
 from anobench.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, metric_key
 
@@ -103,7 +104,9 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
                 "steps": steps, "train_wall_s": metrics.get("train_wall_s", np.nan),
                 "images_per_s": metrics.get("images_per_s", np.nan),
                 "total_wall_s": round((run.info.end_time - run.info.start_time) / 1000, 3),
-                "config_json": config.to_json(), **config_columns(config), "schema_version": SCHEMA_VERSION,
+                "config_json": config.to_json(), **config_columns(config),
+                **{column: run.data.tags.get(tag, "") for column, tag in ENVIRONMENT_TAGS.items()},
+                "schema_version": SCHEMA_VERSION,
             }
             rows.append(row)
             if len(history) > 1:

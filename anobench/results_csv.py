@@ -16,9 +16,11 @@ from typing import Any
 
 from anobench.config import RunConfig, TrainConfig
 from anobench.errors import DataError
+from anobench.provenance import ENVIRONMENT_TAGS
 
-SCHEMA_VERSION = 2
-"""2: adds ``aulc``, every config setting as a column and ``schema_version`` to version 1."""
+SCHEMA_VERSION = 3
+"""2: adds ``aulc``, every config setting as a column and ``schema_version`` to version 1;
+3 adds the environment a result depends on (``torch_threads``, ``hardware``, ``versions``)."""
 
 _BASE_COLUMNS: tuple[str, ...] = (
     "run_key", "mlflow_run_id", "finished_at", "objective", "outliers", "dataset",
@@ -28,7 +30,12 @@ _BASE_COLUMNS: tuple[str, ...] = (
 _CONFIG_COLUMNS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(RunConfig) if f.name not in _BASE_COLUMNS and f.name != "train"
 ) + tuple(f"train.{f.name}" for f in dataclasses.fields(TrainConfig))
-RESULT_COLUMNS: tuple[str, ...] = _BASE_COLUMNS + ("aulc",) + _CONFIG_COLUMNS + ("schema_version",)
+ENVIRONMENT_COLUMNS: tuple[str, ...] = tuple(ENVIRONMENT_TAGS)
+"""Filled from :func:`anobench.provenance.environment_record`; empty for runs recorded before
+schema version 3."""
+RESULT_COLUMNS: tuple[str, ...] = (
+    _BASE_COLUMNS + ("aulc",) + _CONFIG_COLUMNS + ENVIRONMENT_COLUMNS + ("schema_version",)
+)
 
 
 def config_columns(config: RunConfig) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from anobench.models import ContrastiveModel
 from anobench.objectives import get_objective
 from anobench.outliers import get_generator
 from anobench.plots import roc_figure
+from anobench.provenance import ENVIRONMENT_TAGS, environment_record
 from anobench.results_csv import SCHEMA_VERSION, append_rows, config_columns
 from anobench.tracking import MlflowRun, MlflowTracker, git_commit, metric_key
 from anobench.training import StepInfo, TrainResult, embed, train
@@ -86,8 +87,10 @@ def checked_build(what: str, factory: Callable[..., T], *args: Any, **kwargs: An
         raise ConfigError(f"{what}: {error}") from error
 
 
-def run_tags(config: RunConfig, split: str, normal_class_name: str) -> dict[str, str]:
-    """MLflow tags a user filters and groups runs by, plus provenance."""
+def run_tags(config: RunConfig, split: str, normal_class_name: str, device: torch.device) -> dict[str, str]:
+    """MLflow tags a user filters and groups runs by, plus provenance (the environment the
+    result depends on: thread count, hardware, library versions)."""
+    environment = environment_record(device)
     return {
         "objective": config.objective,
         "dataset": config.dataset,
@@ -104,6 +107,7 @@ def run_tags(config: RunConfig, split: str, normal_class_name: str) -> dict[str,
         "anobench.git_commit": git_commit() or "unknown",
         "torch.version": torch.__version__,
         "python.version": platform.python_version(),
+        **{tag: str(environment[field]) for field, tag in ENVIRONMENT_TAGS.items()},
     }
 
 
@@ -289,7 +293,7 @@ def run_experiment(
         trained, results = evaluate()
     else:
         name = f"{config.objective}-{config.dataset}-{task.normal_class_name}-s{config.seed}"
-        with tracker.start_run(name, run_tags(config, split, task.normal_class_name)) as run:
+        with tracker.start_run(name, run_tags(config, split, task.normal_class_name, device)) as run:
             run.log_params(config.flat_params())
             trained, results = evaluate()
             _log_outputs(run, config, task, test_labels, trained, results)
@@ -298,6 +302,7 @@ def run_experiment(
     total = time.perf_counter() - started
     if results_csv is not None:
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        environment = environment_record(device)
         curves = convergence_curves(trained, results)
         append_rows(results_csv, [
             {
@@ -309,7 +314,7 @@ def run_experiment(
                 "train_wall_s": round(trained.wall_s, 3), "images_per_s": round(trained.images_per_s, 1),
                 "total_wall_s": round(total, 3), "config_json": config.to_json(),
                 "aulc": aulc(curves[r.spec], trained.steps) if curves else "",
-                **config_columns(config), "schema_version": SCHEMA_VERSION,
+                **config_columns(config), **environment, "schema_version": SCHEMA_VERSION,
             }
             for r in results
         ])

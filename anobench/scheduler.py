@@ -268,7 +268,10 @@ RunFn = Callable[[RunConfig, SweepOptions, Progress | None], RunOutcome]
 
 def _worker_main(slot: WorkerSlot, parent_pid: int, tasks: Any, events: Any, options: SweepOptions,
                  run_fn: RunFn) -> None:
+    import torch
+
     _die_with_parent(parent_pid)
+    torch.set_num_threads(slot.threads)  # explicit: a result depends on it (docs/reproducibility.md)
     while (config := tasks.get()) is not None:
         key, last = config.key(), 0.0
         events.put(("started", key, run_label(config), slot.name))

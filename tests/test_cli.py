@@ -7,6 +7,7 @@ import pickle
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from anobench.cli import app
@@ -56,6 +57,12 @@ def test_run_on_generated_cifar10_learns_the_normal_class(tmp_path, monkeypatch)
     assert run.data.params["train.steps"] == "40"
     assert run.data.tags["dataset"] == "cifar10"
     assert "split" in run.data.tags and "torch.version" in run.data.tags
+    assert run.data.tags["torch.num_threads"] == str(torch.get_num_threads())
+    assert rows["torch_threads"].eq(torch.get_num_threads()).all()
+    assert rows["hardware"].iloc[0] == run.data.tags["hardware"] and rows["hardware"].iloc[0]
+    versions = json.loads(rows["versions"].iloc[0])
+    assert {"anobench", "python", "torch", "numpy", "mlflow"} <= set(versions)
+    assert versions["torch"] in torch.__version__
     assert run.data.metrics["auroc/knn"] == pytest.approx(rows.set_index("scorer").loc["knn", "auroc"])
     for key in ("aupr/knn", "fpr95/knn", "auroc/mahalanobis", "loss"):
         assert key in run.data.metrics

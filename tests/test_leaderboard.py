@@ -8,13 +8,14 @@ import statistics
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.stats import ttest_rel
 from typer.testing import CliRunner
 
 from anobench.cli import app
 from anobench.config import RunConfig, preset
 from anobench.leaderboard import leaderboard_table, markdown_table, per_class_table
-from anobench.results_csv import RESULT_COLUMNS
+from anobench.results_csv import RESULT_COLUMNS, SCHEMA_VERSION
 from anobench.runner import run_tags
 from anobench.tracking import MlflowTracker
 
@@ -31,7 +32,7 @@ def log_runs(uri: str, experiment: str, config_artifact: bool = True) -> None:
     for (objective, normal_class, seed), auroc in AUROC.items():
         config = RunConfig(objective=objective, scorers=["knn"], normal_class=normal_class, seed=seed,
                            eval_checkpoints=2, train=dataclasses.replace(preset("smoke"), steps=STEPS))
-        with tracker.start_run("r", run_tags(config, "split", f"class{normal_class}")) as run:
+        with tracker.start_run("r", run_tags(config, "split", f"class{normal_class}", torch.device("cpu"))) as run:
             run.log_params(config.flat_params())
             if config_artifact:
                 run.log_text(config.to_json(), "config.json")
@@ -55,7 +56,7 @@ def test_leaderboard_files(tmp_path):
     folder = tmp_path / "results" / "lb"
 
     runs = pd.read_csv(folder / "runs.csv", dtype={"normal_class": str})
-    assert tuple(runs.columns) == RESULT_COLUMNS and len(runs) == 8 and (runs["schema_version"] == 2).all()
+    assert tuple(runs.columns) == RESULT_COLUMNS and len(runs) == 8 and (runs["schema_version"] == SCHEMA_VERSION).all()
     got = {(r.objective, r.normal_class, r.seed): r.auroc for r in runs.itertuples()}
     assert got == pytest.approx(AUROC)
     assert (runs["steps"] == STEPS).all() and runs["aulc"].notna().all()

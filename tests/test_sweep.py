@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from anobench.cli import app
 from anobench.errors import AnobenchError, ConfigError
+from anobench.results_csv import SCHEMA_VERSION
 from anobench.scheduler import LocalExecutor, SweepOptions, plan, run_sweep, worker_slots
 from anobench.sweep import SweepSpec, build_spec, expand, parse_int_list, spec_from_toml
 
@@ -237,7 +238,7 @@ def test_sweep_command_skips_finished_runs_records_failures_and_sets_the_exit_co
     assert sorted(m.step for m in history) == [0, 2, 4]
     assert 0 <= simclr.data.metrics["aulc/knn"] <= 1
     rows = pd.read_csv(tmp_path / "results" / "cli" / "runs.csv")
-    assert sorted(rows["scorer"]) == ["knn", "mahalanobis"] and (rows["schema_version"] == 2).all()
+    assert sorted(rows["scorer"]) == ["knn", "mahalanobis"] and (rows["schema_version"] == SCHEMA_VERSION).all()
     assert rows["aulc"].notna().all()
 
     path.write_text(path.read_text().replace("tau = 1e-30", "tau = 0.2"))
