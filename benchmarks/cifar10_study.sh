@@ -2,6 +2,8 @@
 # The CIFAR-10 CPU study (docs/results/cifar10-cpu.md), resumable from git on any machine.
 #   benchmarks/cifar10_study.sh run      # prepare the data if needed, restore the store, sweep (hours)
 #   benchmarks/cifar10_study.sh export   # snapshot the store into results/, regenerate every file
+#   STUDY_CPUS=1 benchmarks/cifar10_study.sh run   # pinned to core 1 (one torch thread), niced, so
+#                                                  # the machine stays usable for other work
 # The live MLflow store stays out of git ($STUDY_STORE); `export` copies it consistently (sqlite
 # backup) to results/cifar10-cpu/mlflow.db, which `run` restores on a fresh machine. Finished runs
 # are skipped by their run_key (store and results/cifar10-cpu/runs.csv), so `run` resumes.
@@ -16,7 +18,7 @@ case "${1:-}" in
     [ -d "$DATA/cifar-10-batches-py" ] || "$PY" ../shared/data/prepare.py "$DATA"
     mkdir -p "$(dirname "$STORE")"
     if [ ! -f "$STORE" ] && [ -f "$SNAPSHOT" ]; then cp "$SNAPSHOT" "$STORE"; fi
-    ANOBENCH_DATA_ROOT=$DATA exec "$PY" -m anobench.cli sweep benchmarks/cifar10-cpu.toml --workers 1 \
+    ANOBENCH_DATA_ROOT=$DATA exec nice ${STUDY_CPUS:+taskset -c "$STUDY_CPUS"} "$PY" -m anobench.cli sweep benchmarks/cifar10-cpu.toml --workers 1 \
       --tracking-uri "sqlite:///$STORE"
     ;;
   export)
