@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.progress import (
     BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
@@ -27,12 +28,29 @@ from anobench.objectives import list_objectives
 from anobench.outliers import list_generators
 from anobench.runner import run_experiment
 from anobench.scorers import list_scorers
-from anobench.specs import parse_assignment
+from anobench.specs import check_experiment_name, parse_assignments
 from anobench.system import tune_malloc
 from anobench.tracking import DEFAULT_EXPERIMENT, MlflowTracker, quiet_store_setup
 from anobench.training import StepInfo
 
+UsageError: type[Exception] = typer.BadParameter.__base__
+"""click's UsageError (an unknown option or command, a value that is not a number); typer >= 0.24
+raises its vendored copy of click's, so it is found through the public BadParameter."""
+
+
+class OneLineErrors(TyperGroup):
+    """The command group, printing a command's usage errors as the one ``error:`` line that every
+    other bad input gives."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as error:
+            raise fail(error.format_message()) from None
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Benchmark contrastive objectives for anomaly detection.",
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -95,14 +113,14 @@ def run(
         train_cfg = dataclasses.replace(preset(preset_name), **overrides)
         config = RunConfig(
             objective=objective, scorers=scorer,
-            objective_params=dict(parse_assignment(p) for p in objective_param),
+            objective_params=parse_assignments(objective_param, "-p"),
             outliers=outliers, oe_source=oe_source, dataset=dataset,
             data_root=str(data_root) if data_root is not None else None,
             normal_class=normal_class, image_size=image_size, preset=preset_name, seed=seed,
             device=device, eval_checkpoints=eval_checkpoints, train=train_cfg,
         )
         tune_malloc()
-        tracker = MlflowTracker(tracking_uri, experiment)
+        tracker = MlflowTracker(tracking_uri, check_experiment_name(experiment))
         progress = Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[img_s]:.0f} img/s"),
@@ -179,7 +197,7 @@ def sweep(
     """Run a grid of runs on local workers or Ray; finished runs are skipped, interrupted ones
     resume. Exit code 1 if any run failed."""
     from anobench.scheduler import LocalExecutor, SweepOptions, run_sweep
-    from anobench.sweep import build_spec, expand
+    from anobench.sweep import build_spec, check_done_csv, expand
     from anobench.sweep_display import SweepDisplay
 
     try:
@@ -192,18 +210,22 @@ def sweep(
         spec = build_spec(
             file, objectives=tuple(objective), scorers=tuple(scorer), outliers=tuple(outliers),
             datasets=tuple(dataset), classes=classes, seeds=seeds, presets=tuple(preset_name),
-            objective_params=dict(parse_assignment(p) for p in objective_param), experiment=experiment,
+            objective_params=parse_assignments(objective_param, "-p"), experiment=experiment,
             data_root=str(data_root) if data_root is not None else None, oe_source=oe_source,
             epochs=epochs, steps=steps, batch_size=batch_size, outlier_ratio=outlier_ratio, width=width,
             precision=precision, image_size=image_size, device=device, eval_checkpoints=eval_checkpoints,
         )
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
+        for path in done_csv:
+            check_done_csv(path)
         configs = expand(spec)
         options = SweepOptions.resolve(spec.experiment, tracking_uri, output_dir, checkpoint_dir,
                                        checkpoint_every, tuple(done_csv))
         if executor == "ray":
             from anobench.ray_executor import RayExecutor
 
-            chosen = RayExecutor(address=address, cpus_per_run=cpus_per_run or 1)
+            chosen = RayExecutor(address=address, cpus_per_run=1 if cpus_per_run is None else cpus_per_run)
         else:
             chosen = LocalExecutor(workers=workers)
         tune_malloc()
@@ -305,7 +327,7 @@ def leaderboard(
     from anobench.leaderboard import write_leaderboard
 
     try:
-        paths = write_leaderboard(tracking_uri, experiment, output_dir, reference)
+        paths = write_leaderboard(tracking_uri, check_experiment_name(experiment), output_dir, reference)
     except AnobenchError as error:
         raise fail(str(error)) from None
     out.print(paths["leaderboard.md"].read_text(), markup=False, highlight=False)

@@ -14,13 +14,35 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from anobench.errors import ConfigError, UnknownNameError
+from anobench.evaluation import build_scorers
+from anobench.scorers.registry import check_bank_size
+from anobench.specs import check_type
 
 Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+MIN_WIDTH = 1 / 64
+"""The narrowest ResNet-18: one channel in its first (64-channel at width 1) stage."""
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
+MAX_SEED = 2**63 - 1
+"""Seeds are kept to int64, the range every store of results (CSV, MLflow, pandas) holds exactly."""
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_field_types(config: Any) -> None:
+    """Check every field of a config dataclass against its type annotation.
+
+    Raises:
+        ConfigError: Naming the field, the bad value and the expected type.
+    """
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        check_type(item.name, getattr(config, item.name), hints[item.name])
 
 
 @dataclass(frozen=True)
@@ -68,8 +90,8 @@ class TrainConfig:
     eval_batch_size: int = 512
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         positive = {
-            "width": self.width,
             "head_hidden": self.head_hidden,
             "head_layers": self.head_layers,
             "head_out": self.head_out,
@@ -83,13 +105,18 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be > 0, got {value}")
         if self.steps is not None and self.steps <= 0:
             raise ConfigError(f"steps must be > 0, got {self.steps}")
-        if self.outlier_ratio < 0:
-            raise ConfigError(f"outlier_ratio must be >= 0, got {self.outlier_ratio}")
+        if not self.width >= MIN_WIDTH:
+            raise ConfigError(
+                f"width must be >= {MIN_WIDTH} (1/64: one channel in the ResNet-18's narrowest, "
+                f"64-channel stage), got {self.width}"
+            )
+        for name, value in {"outlier_ratio": self.outlier_ratio, "momentum": self.momentum,
+                            "weight_decay": self.weight_decay}.items():
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
         if not 0 < self.warmup_fraction < 1:
             raise ConfigError(f"warmup_fraction must be in (0, 1), got {self.warmup_fraction}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.inliers_per_batch < 1 or (self.outlier_ratio > 0 and self.outliers_per_batch < 1):
+        if not self._holds_inlier_and_outlier(self.batch_size):
             raise ConfigError(
                 f"batch_size {self.batch_size} is too small to hold an inlier and an outlier at "
                 f"outlier_ratio {self.outlier_ratio}; use batch_size >= {self.minimum_batch_size()}"
@@ -98,21 +125,35 @@ class TrainConfig:
     @property
     def inliers_per_batch(self) -> int:
         """Inliers in each batch: batch_size / (1 + outlier_ratio), rounded."""
-        return int(round(self.batch_size / (1.0 + self.outlier_ratio)))
+        return self._inliers(self.batch_size)
 
     @property
     def outliers_per_batch(self) -> int:
         """Outliers in each batch (the rest of the batch)."""
         return self.batch_size - self.inliers_per_batch
 
+    def _inliers(self, batch_size: int) -> int:
+        return int(round(batch_size / (1.0 + self.outlier_ratio)))
+
+    def _holds_inlier_and_outlier(self, batch_size: int) -> bool:
+        """At least one inlier, and at least one outlier unless the ratio is 0."""
+        inliers = self._inliers(batch_size)
+        return inliers >= 1 and (self.outlier_ratio == 0 or batch_size - inliers >= 1)
+
     def minimum_batch_size(self) -> int:
-        """The smallest batch that holds at least one inlier and one outlier at this ratio."""
-        size = 2
-        while True:
-            n_in = int(round(size / (1.0 + self.outlier_ratio)))
-            if n_in >= 1 and size - n_in >= 1:
-                return size
-            size += 1
+        """The smallest batch that holds at least one inlier and one outlier at this ratio
+        (one inlier at ratio 0).
+
+        Both counts grow monotonically with the batch, so a bisection finds it; the upper end
+        leaves half a sample of slack to each rounding.
+        """
+        ratio = self.outlier_ratio
+        low = 1
+        high = math.ceil(max((1 + ratio) / 2, 1.5 * (1 + ratio) / ratio if ratio else 0)) + 1
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if self._holds_inlier_and_outlier(middle) else (middle + 1, high)
+        return low
 
     def total_steps(self, n_normal: int) -> int:
         """Optimiser steps of the run for ``n_normal`` normal training images."""
@@ -182,7 +223,7 @@ class RunConfig:
     oe_source: str | None = None
     dataset: str = "digits"
     data_root: str | None = None
-    normal_class: str = "0"
+    normal_class: str | int = "0"
     image_size: int = 32
     preset: str = "smoke"
     seed: int = 0
@@ -191,18 +232,54 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not self.scorers:
             raise ConfigError("at least one scorer is needed")
-        if self.image_size < 8:
-            raise ConfigError(f"image_size must be >= 8, got {self.image_size}")
+        build_scorers(self.scorers)
+        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(f"image_size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {self.image_size}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be in 0..{MAX_SEED} (2**63 - 1), got {self.seed}")
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.device == "cpu":
+            self.check_device_type("cpu")
         if self.eval_checkpoints < 0:
             raise ConfigError(f"eval_checkpoints must be >= 0, got {self.eval_checkpoints}")
+        if self.train.steps is not None:
+            self._check_eval_checkpoints(self.train.steps)
         uses_oe = "oe" in (name.strip() for name in self.outliers.split("+"))
         if uses_oe != (self.oe_source is not None):
             raise ConfigError(
                 "the 'oe' outlier generator needs an Outlier Exposure source (--oe-source), "
                 f"and a source needs 'oe' in the outliers spec; got outliers {self.outliers!r}, "
                 f"oe_source {self.oe_source!r}"
+            )
+
+    def check_data_size(self, n_normal: int) -> None:
+        """Check the settings that the number of normal training images bounds: every scorer's
+        neighbour count (the images are its bank) and ``eval_checkpoints`` (at most one per step).
+
+        Raises:
+            ConfigError: Naming the setting, its value and the largest valid value.
+        """
+        for spec, scorer in build_scorers(self.scorers).items():
+            check_bank_size(spec, scorer, n_normal)
+        self._check_eval_checkpoints(self.train.total_steps(n_normal))
+
+    def check_device_type(self, device_type: str) -> None:
+        """Check that the training precision runs on the device type ("cpu" or "cuda").
+
+        Raises:
+            ConfigError: For fp16 off CUDA.
+        """
+        if self.train.precision == "fp16" and device_type != "cuda":
+            raise ConfigError(f"precision 'fp16' needs a CUDA device, got device {self.device!r}; use bf16 on the CPU")
+
+    def _check_eval_checkpoints(self, total_steps: int) -> None:
+        if self.eval_checkpoints > total_steps:
+            raise ConfigError(
+                f"eval_checkpoints must be at most the {total_steps} training steps, got {self.eval_checkpoints}"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -146,12 +146,13 @@ def aulc(history: list[tuple[int, float]], total_steps: int) -> float:
 
 
 def convergence_curves(trained: TrainResult, results: list[ScorerResult]) -> dict[str, list[tuple[int, float]]]:
-    """Each scorer's test AUROC at the evaluation points and at the end; empty without them."""
+    """Each scorer's test AUROC at the evaluation points and at the end; empty without them, and
+    without the scorers that score the final model only (``Scorer.at_checkpoints``)."""
     if not trained.eval_history:
         return {}
     return {
         r.spec: [(step, m[r.spec]) for step, m in trained.eval_history] + [(trained.steps, r.metrics["auroc"])]
-        for r in results
+        for r in results if r.spec in trained.eval_history[0][1]
     }
 
 
@@ -168,7 +169,7 @@ def _log_convergence(run: MlflowRun, trained: TrainResult, results: list[ScorerR
 def run_experiment(
     config: RunConfig,
     tracker: MlflowTracker | None = None,
-    results_csv: Path | None = None,
+    results_csv: Path | str | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> RunResult:
@@ -177,7 +178,7 @@ def run_experiment(
     Args:
         config: The run.
         tracker: Where to log the run; None logs nowhere.
-        results_csv: CSV to append one row per scorer to; None writes none.
+        results_csv: CSV (a path or str) to append one row per scorer to; None writes none.
         on_step: Progress callback, called after every training step.
         checkpoint: Resume training from it if it exists, save to it during training, and
             delete it once the run is recorded.
@@ -195,6 +196,11 @@ def run_experiment(
         AnobenchError: For bad names, settings or data (checked before training starts).
     """
     started = time.perf_counter()
+    if not isinstance(config, RunConfig):
+        raise ConfigError(f"config must be a RunConfig, got {config!r}")
+    if not isinstance(results_csv, (str, Path, type(None))):
+        raise ConfigError(f"results_csv must be a path or None, got {results_csv!r}")
+    results_csv = None if results_csv is None else Path(results_csv)
     device = resolve_device(config.device)
     # --- one run over several processes (torchrun); docs/sweeps.md ---
     world, rank = distributed.launched_world_size(), distributed.launched_rank()
@@ -219,6 +225,8 @@ def run_experiment(
     make_outliers = checked_build(f"outliers {config.outliers!r}", get_generator, config.outliers,
                                   **exposure)
     task = one_class_task(dataset, config.normal_class)
+    config.check_data_size(len(task.train_images))
+    config.check_device_type(device.type)
     # Keep only what the run still reads: the other classes' training images are dead weight.
     split, test_labels = dataset.split, dataset.test.labels
     del dataset
@@ -253,8 +261,9 @@ def run_experiment(
 
     crop_augmenter = BatchAugmenter(CROP_ENSEMBLE_RECIPE, config.image_size, CIFAR10_MEAN, CIFAR10_STD)
 
-    def score() -> list[ScorerResult]:
-        """Every scorer on the model as it is now (features embedded afresh)."""
+    def score(checkpoint: bool = False) -> list[ScorerResult]:
+        """Every scorer on the model as it is now (features embedded afresh); at an evaluation
+        checkpoint, only those that run there (``Scorer.at_checkpoints``)."""
         views = FeatureViews(
             embed=functools.partial(embed, model, cfg=cfg, device=device),
             test_transform=functools.partial(
@@ -266,14 +275,15 @@ def run_experiment(
             ),
             train_images=task.train_images, test_images=task.test_images, objective=objective,
         )
-        return score_all(scorers, views, task.test_is_anomaly)
+        chosen = {s: sc for s, sc in scorers.items() if sc.at_checkpoints or not checkpoint}
+        return score_all(chosen, views, task.test_is_anomaly)
 
     def fit() -> TrainResult:
         trained = train(
             trained_model, objective, composer, augmenter, cfg, total_steps, steps_per_epoch,
             generator, on_step if rank == 0 else None,
             checkpoint=checkpoint,  # checkpoint/AULC hooks: see docs/sweeps.md
-            evaluate=(lambda: {r.spec: r.metrics["auroc"] for r in score()}) if rank == 0 else None,
+            evaluate=(lambda: {r.spec: r.metrics["auroc"] for r in score(checkpoint=True)}) if rank == 0 else None,
             eval_steps=eval_steps(config.eval_checkpoints, total_steps),
         )
         if world > 1:
@@ -313,7 +323,7 @@ def run_experiment(
                 "preset": config.preset, "scorer": r.spec, **r.metrics, "steps": trained.steps,
                 "train_wall_s": round(trained.wall_s, 3), "images_per_s": round(trained.images_per_s, 1),
                 "total_wall_s": round(total, 3), "config_json": config.to_json(),
-                "aulc": aulc(curves[r.spec], trained.steps) if curves else "",
+                "aulc": aulc(curves[r.spec], trained.steps) if r.spec in curves else "",
                 **config_columns(config), **environment, "schema_version": SCHEMA_VERSION,
             }
             for r in results

@@ -39,6 +39,7 @@ and every later one lists only the keys it changes (e.g. an objective that runs 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import itertools
 import tomllib
@@ -48,6 +49,7 @@ from typing import Any
 
 from anobench.config import PRESETS, RunConfig, preset
 from anobench.errors import ConfigError
+from anobench.specs import check_experiment_name
 
 GRID_KEYS: tuple[str, ...] = ("objectives", "scorers", "outliers", "datasets", "classes", "seeds", "presets")
 TRAIN_OVERRIDES: tuple[str, ...] = ("epochs", "steps", "batch_size", "outlier_ratio", "width", "precision")
@@ -59,6 +61,8 @@ _RUN_TYPES: dict[str, tuple[type, ...]] = {
     "outlier_ratio": (int, float), "width": (int, float), "precision": (str,),
 }
 ALL_CLASSES = "all"
+MAX_RANGE = 10_000
+"""The most values one ``low-high`` range of ``--seeds`` may expand to."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class SweepSpec:
             unknown = sorted(set(changes) - set(GRID_KEYS))
             if unknown:
                 raise ConfigError(f"unknown grid key {unknown[0]!r}; valid keys: {', '.join(GRID_KEYS)}")
+        check_experiment_name(self.experiment)
 
     def with_changes(self, **changes: Any) -> SweepSpec:
         """A copy with ``changes``; None values and empty tuples keep the current setting.
@@ -122,21 +127,19 @@ class SweepSpec:
         return [first, *(dataclasses.replace(first, **changes) for changes in self.more_grids)]
 
 
-def _class_list(dataset: str, classes: tuple[str, ...], run: dict[str, Any], loaded_sets: dict[tuple, Any]) -> list[str]:
-    """The normal classes of ``dataset``, validated (``all`` = every class id); datasets are
-    loaded once per (name, root, image size) across the grids via ``loaded_sets``."""
+def _class_sizes(dataset: str, classes: tuple[str, ...], run: dict[str, Any], loaded_sets: dict[tuple, Any]) -> dict[str, int]:
+    """The normal classes of ``dataset`` (``all`` = every class id), each checked to make a
+    one-class task, with its number of training images; datasets are loaded once per (name,
+    root, image size) across the grids via ``loaded_sets``."""
     from anobench.data import load_dataset
-    from anobench.data.protocol import resolve_class
+    from anobench.data.protocol import check_task_class
 
     where = (dataset, run.get("data_root"), run.get("image_size", 32))
     if where not in loaded_sets:
         loaded_sets[where] = load_dataset(*where)
     loaded = loaded_sets[where]
-    if classes == (ALL_CLASSES,):
-        return [str(i) for i in range(len(loaded.class_names))]
-    for name in classes:
-        resolve_class(loaded, name)
-    return list(classes)
+    names = [str(i) for i in range(len(loaded.class_names))] if classes == (ALL_CLASSES,) else classes
+    return {name: int((loaded.train.labels == check_task_class(loaded, name)).sum()) for name in names}
 
 
 def _check_names(spec: SweepSpec) -> None:
@@ -195,21 +198,29 @@ def _expand_grid(spec: SweepSpec, loaded_sets: dict[tuple, Any]) -> list[RunConf
     overrides = {k: run.pop(k) for k in TRAIN_OVERRIDES if k in run}
     if "steps" not in overrides and "epochs" in overrides:
         overrides["steps"] = None
-    classes = {d: _class_list(d, spec.classes, spec.run, loaded_sets) for d in spec.datasets}
+    trains = {name: dataclasses.replace(PRESETS[name], **overrides) for name in spec.presets}
+
+    def make(preset_name: str, dataset: str, seed: int, normal_class: str, objective: str, outliers: str) -> RunConfig:
+        uses_oe = "oe" in (p.strip() for p in outliers.split("+"))
+        return RunConfig(
+            objective=objective, scorers=list(spec.scorers),
+            objective_params=dict(spec.objective_params.get(objective, {})),
+            outliers=outliers, oe_source=run.get("oe_source") if uses_oe else None,
+            dataset=dataset, data_root=run.get("data_root"), normal_class=normal_class,
+            image_size=run.get("image_size", 32), preset=preset_name, seed=seed,
+            device=run.get("device", "auto"), eval_checkpoints=run.get("eval_checkpoints", 0),
+            train=trains[preset_name],
+        )
+
+    # The run settings (image size, device, ...) are checked before a dataset is loaded with them.
+    for preset_name in spec.presets:
+        make(preset_name, spec.datasets[0], spec.seeds[0], "0", spec.objectives[0], spec.outliers[0])
+    classes = {d: _class_sizes(d, spec.classes, spec.run, loaded_sets) for d in spec.datasets}
     configs: dict[str, RunConfig] = {}
     for preset_name, dataset, seed in itertools.product(spec.presets, spec.datasets, spec.seeds):
-        train = dataclasses.replace(PRESETS[preset_name], **overrides)
         for normal_class, objective, outliers in itertools.product(classes[dataset], spec.objectives, spec.outliers):
-            uses_oe = "oe" in (p.strip() for p in outliers.split("+"))
-            config = RunConfig(
-                objective=objective, scorers=list(spec.scorers),
-                objective_params=dict(spec.objective_params.get(objective, {})),
-                outliers=outliers, oe_source=run.get("oe_source") if uses_oe else None,
-                dataset=dataset, data_root=run.get("data_root"), normal_class=str(normal_class),
-                image_size=run.get("image_size", 32), preset=preset_name, seed=seed,
-                device=run.get("device", "auto"), eval_checkpoints=run.get("eval_checkpoints", 0),
-                train=train,
-            )
+            config = make(preset_name, dataset, seed, normal_class, objective, outliers)
+            config.check_data_size(classes[dataset][normal_class])
             configs.setdefault(config.key(), config)
     return list(configs.values())
 
@@ -290,19 +301,44 @@ def parse_int_list(flag: str, text: str) -> tuple[int, ...]:
     """``"0,1,2"`` -> ``(0, 1, 2)``; ``"0-4"`` -> ``(0, 1, 2, 3, 4)``.
 
     Raises:
-        ConfigError: Naming ``flag`` and the bad item.
+        ConfigError: Naming ``flag`` and the bad item: not an integer or range, or a range that
+            is empty or longer than :data:`MAX_RANGE`.
     """
     out: list[int] = []
     for item in (p.strip() for p in text.split(",")):
-        try:
-            if "-" in item[1:]:
-                low, high = item.split("-", 1) if not item.startswith("-") else (item, "")
-                out.extend(range(int(low), int(high) + 1))
-            else:
-                out.append(int(item))
-        except ValueError:
-            raise ConfigError(f"{flag}: {item!r} is not an integer or a range like 0-4") from None
+        low, high = _int_range(flag, item)
+        if not 0 <= high - low < MAX_RANGE:
+            raise ConfigError(f"{flag}: bad range {item!r}; expected low-high with low <= high, "
+                              f"at most {MAX_RANGE} values")
+        out.extend(range(low, high + 1))
     return tuple(out)
+
+
+def _int_range(flag: str, item: str) -> tuple[int, int]:
+    """``"3"`` -> ``(3, 3)``, ``"0-4"`` -> ``(0, 4)``."""
+    head, dash, high = item[1:].partition("-")  # a leading '-' is a sign
+    low = item[:1] + head
+    try:
+        return int(low), int(high) if dash else int(low)
+    except ValueError:
+        raise ConfigError(f"{flag}: {item!r} is not an integer or a range like 0-4") from None
+
+
+def check_done_csv(path: Path) -> None:
+    """Check that ``path`` is a results CSV: a readable file whose header has ``run_key``.
+
+    Raises:
+        ConfigError: Naming the path and what is wrong.
+    """
+    try:
+        with path.open(newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except OSError as error:
+        raise ConfigError(f"--done-csv {path}: cannot read it ({error.strerror})") from None
+    except (UnicodeDecodeError, csv.Error):
+        header = []
+    if "run_key" not in header:
+        raise ConfigError(f"--done-csv {path} is not a results CSV: its header has no run_key column")
 
 
 def parse_name_list(text: str) -> tuple[str, ...]:

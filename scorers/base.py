@@ -39,8 +39,10 @@ class Scorer:
     """
 
     views: ClassVar[str] = "single"
-    needs_shift_probs: ClassVar[bool] = False
-    """True if ``decision_function`` also takes ``shift_probs`` from the objective's shift head."""
+    at_checkpoints: ClassVar[bool] = True
+    """False for a scorer too costly to run at every ``--eval-checkpoints`` point: it scores the
+    final model only and has no AUROC curve (``csi``, whose views cost 2 x 4 x T embeddings of
+    every image)."""
 
     def fit(self, train_features: ArrayLike) -> "Scorer":
         """Fit on the (N, F) raw features of the normal training images; returns self."""

@@ -73,21 +73,43 @@ def one_class_task(dataset: Dataset, normal_class: str | int) -> OneClassTask:
     """Build the one-class task whose normal class is ``normal_class``.
 
     Raises:
-        ConfigError: If ``normal_class`` does not resolve (see ``resolve_class``) or has no
-            training images (e.g. a defect class of an MVTec-like image folder).
+        ConfigError: If ``normal_class`` does not resolve (see ``resolve_class``), has no
+            training images (e.g. a defect class of an MVTec-like image folder), or the test
+            split holds no image of it or no other image (nothing to tell apart).
     """
-    index = resolve_class(dataset, normal_class)
-    train_images = dataset.train.images[dataset.train.labels == index]
-    if len(train_images) == 0:
-        with_train = sorted({dataset.class_names[i] for i in dataset.train.labels.tolist()})
-        raise ConfigError(
-            f"class {dataset.class_names[index]!r} has no training images in dataset "
-            f"{dataset.name!r}; classes with training images: {', '.join(with_train)}"
-        )
+    index = check_task_class(dataset, normal_class)
     return OneClassTask(
-        train_images=train_images,
+        train_images=dataset.train.images[dataset.train.labels == index],
         test_images=dataset.test.images,
         test_is_anomaly=dataset.test.labels != index,
         normal_class=index,
         normal_class_name=dataset.class_names[index],
     )
+
+
+def check_task_class(dataset: Dataset, normal_class: str | int) -> int:
+    """The class id of ``normal_class``, checked to make a one-class task (see ``one_class_task``).
+
+    Raises:
+        ConfigError: As ``one_class_task``.
+    """
+    index = resolve_class(dataset, normal_class)
+    name = dataset.class_names[index]
+    if not (dataset.train.labels == index).any():
+        with_train = sorted({dataset.class_names[i] for i in dataset.train.labels.tolist()})
+        raise ConfigError(
+            f"class {name!r} has no training images in dataset {dataset.name!r}; "
+            f"classes with training images: {', '.join(with_train)}"
+        )
+    is_normal = dataset.test.labels == index
+    if not is_normal.any():
+        raise ConfigError(
+            f"the test split of dataset {dataset.name!r} has no image of normal class {name!r}; "
+            "a one-class test needs normal and anomalous images"
+        )
+    if is_normal.all():
+        raise ConfigError(
+            f"the test split of dataset {dataset.name!r} holds only normal class {name!r}, no "
+            "anomalies; a one-class test needs images of other classes too"
+        )
+    return index
