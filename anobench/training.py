@@ -9,7 +9,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Collection
+from typing import Callable, Collection, Literal, overload
 
 import torch
 from torch import nn
@@ -219,6 +219,30 @@ def train(
     return result
 
 
+@overload
+def embed(
+    model: ContrastiveModel,
+    images: torch.Tensor,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    projections: Literal[False] = False,
+) -> torch.Tensor: ...
+
+
+@overload
+def embed(
+    model: ContrastiveModel,
+    images: torch.Tensor,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    projections: Literal[True],
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 @torch.no_grad()
 def embed(
     model: ContrastiveModel,
@@ -226,17 +250,32 @@ def embed(
     transform: Callable[[torch.Tensor], torch.Tensor],
     cfg: TrainConfig,
     device: torch.device,
-) -> torch.Tensor:
-    """Raw encoder features f(x) of uint8 ``images`` after the test ``transform``.
+    *,
+    projections: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Raw encoder features f(x) of uint8 ``images`` after ``transform``.
+
+    ``transform`` (the test transform, or a test-time augmentation) runs on ``device``, one batch
+    of ``cfg.eval_batch_size`` images at a time.
+
+    Args:
+        projections: Also return the projection head's raw output g(f(x)), before the L2
+            normalisation the contrastive losses apply (what CSI's detector reads).
 
     Returns:
-        (M, F) float32 features on the CPU.
+        (M, F) float32 features on the CPU; with ``projections``, the pair of (M, F) features
+        and (M, D) raw projections.
     """
     model.eval()
     fmt = memory_format(cfg.channels_last)
-    chunks = []
+    features, heads = [], []
     for start in range(0, len(images), cfg.eval_batch_size):
         x = transform(images[start : start + cfg.eval_batch_size].to(device))
         with autocast(device, cfg.precision):
-            chunks.append(model.encoder(x.contiguous(memory_format=fmt)).float().cpu())
-    return torch.cat(chunks)
+            f = model.encoder(x.contiguous(memory_format=fmt))
+            if projections:
+                heads.append(model.head(f).float().cpu())
+        features.append(f.float().cpu())
+    if projections:
+        return torch.cat(features), torch.cat(heads)
+    return torch.cat(features)

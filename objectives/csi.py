@@ -61,8 +61,6 @@ class CSIObjective(Objective):
 
     def shift_loss(self, outputs: StepOutputs) -> torch.Tensor:
         """Cross-entropy of the shift head on both views' raw features, averaged."""
-        if self.shift_head is None:
-            raise RuntimeError("CSIObjective.build(feature_dim) must be called before use")
         target = outputs.generator_ids
         if bool(((target < 0) | (target >= self.num_shifts)).any()):
             raise ValueError(
@@ -76,13 +74,16 @@ class CSIObjective(Objective):
                 "outliers_from_inliers=True), but some outliers have source_index -1"
             )
         features = torch.cat([outputs.features1, outputs.features2])
-        return F.cross_entropy(self.shift_head(features), target.repeat(2))
+        return F.cross_entropy(self.shift_logits(features), target.repeat(2))
 
-    def shift_probabilities(self, features: torch.Tensor) -> torch.Tensor:
-        """Softmax of the shift head over the shift index (input to the ``csi`` scorer)."""
+    def shift_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(M, num_shifts) raw logits of the shift head on (M, F) raw encoder features.
+
+        CSI's detector (the ``csi`` scorer) reads the logit of the true shift, not its softmax.
+        """
         if self.shift_head is None:
             raise RuntimeError("CSIObjective.build(feature_dim) must be called before use")
-        return F.softmax(self.shift_head(features.to(self.shift_head.weight.dtype)), dim=1)
+        return self.shift_head(features.to(self.shift_head.weight.dtype))
 
     def forward(self, outputs: StepOutputs) -> torch.Tensor:
         """NT-Xent of the projections + ``shift_weight`` × shift cross-entropy."""

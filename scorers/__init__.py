@@ -9,6 +9,15 @@ Example:
 # Importing the scorer modules registers their entries.
 from anobench.scorers import center, ensemble, gaussian, kernel, knn, lof  # noqa: F401
 from anobench.scorers.base import NotFittedError, Scorer
+from anobench.scorers.csi import CsiFeatures, csi_score
 from anobench.scorers.registry import get_scorer, list_scorers, register_scorer
 
-__all__ = ["NotFittedError", "Scorer", "get_scorer", "list_scorers", "register_scorer"]
+__all__ = [
+    "CsiFeatures",
+    "NotFittedError",
+    "Scorer",
+    "csi_score",
+    "get_scorer",
+    "list_scorers",
+    "register_scorer",
+]

@@ -30,7 +30,7 @@ def test_every_objective_trains_with_every_generator(objective, outliers, tmp_pa
 def objective_for(scorer_name: str) -> str:
     """An objective that provides what the scorer reads (a shift head, an own score head)."""
     scorer = get_scorer(scorer_name)
-    if scorer.needs_shift_probs:
+    if scorer.views == "csi":
         return "csi"
     return "oe" if scorer.views == "own-head" else "firm"
 

@@ -1,14 +1,12 @@
-"""Multi-view ensembles (knn-shift, knn-ens, csi) and the own-head pass-through."""
+"""Multi-view ensembles (knn-shift, knn-ens) and the own-head pass-through (csi: test_csi_score.py)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
 from anobench.scorers import NotFittedError, get_scorer, list_scorers
 
-VIEW_SCORERS = {"knn-shift": 4, "knn-ens": 40, "csi": 4}
+VIEW_SCORERS = {"knn-shift": 4, "knn-ens": 40}
 
 
 def views(seed: int, v: int, n: int, d: int = 5) -> np.ndarray:
@@ -20,12 +18,6 @@ def views(seed: int, v: int, n: int, d: int = 5) -> np.ndarray:
         direction[(i // max(1, v // 4)) % d] = 2.0
         out[i] = (direction + rng.normal(size=(n, d))) * rng.uniform(0.5, 2.0, size=(n, 1))
     return out.astype(np.float32).astype(np.float64)
-
-
-def softmax_probs(seed: int, m: int) -> np.ndarray:
-    logits = np.random.default_rng(seed).normal(size=(4, m, 4))
-    e = np.exp(logits)
-    return e / e.sum(axis=2, keepdims=True)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,22 +42,12 @@ def ref_view_knn(bank4: np.ndarray, test: np.ndarray, k: int, loo: bool) -> np.n
     return np.array(out)
 
 
-def ref_csi(bank4: np.ndarray, test: np.ndarray, probs: np.ndarray, loo: bool) -> np.ndarray:
-    out = []
-    for m in range(test.shape[1]):
-        total = 0.0
-        for s in range(4):
-            sim = ref_mean_topk(bank4[s], test[s, m], 1, m if loo else None)
-            total += sim * math.sqrt(float(test[s, m] @ test[s, m])) + probs[s, m, s]
-        out.append(-total / 4)
-    return np.array(out)
-
-
 def test_registered_views() -> None:
     for name, n_views in VIEW_SCORERS.items():
         scorer = get_scorer(name)
         assert scorer.views == ("rotations-crops" if n_views == 40 else "rotations")
     assert get_scorer("oe-head").views == "own-head"
+    assert get_scorer("csi").views == "csi"
     assert {"knn-shift", "knn-ens", "csi", "oe-head"} <= set(list_scorers())
 
 
@@ -102,44 +84,6 @@ def test_knn_ens_against_loops_and_angle_major_layout() -> None:
     )
 
 
-def test_csi_against_loops() -> None:
-    bank, test = views(6, 4, 20), views(7, 4, 8)
-    probs, train_probs = softmax_probs(8, 8), softmax_probs(9, 20)
-    scorer = get_scorer("csi").fit(bank)
-    np.testing.assert_allclose(
-        scorer.decision_function(test, shift_probs=probs),
-        ref_csi(bank, test, probs, False),
-        atol=1e-5,
-    )
-    np.testing.assert_allclose(
-        scorer.score_train(train_probs), ref_csi(bank, bank, train_probs, True), atol=1e-5
-    )
-
-
-def test_csi_shift_confidence_lowers_the_score() -> None:
-    bank, test = views(10, 4, 20), views(11, 4, 1)
-    test = np.concatenate([test, test], axis=1)
-    probs = np.full((4, 2, 4), 0.25)
-    for s in range(4):
-        probs[s, 0] = np.eye(4)[s]  # image 0: the head recognises every shift
-    scores = get_scorer("csi").fit(bank).decision_function(test, shift_probs=probs)
-    assert scores[0] == pytest.approx(scores[1] - 0.75, abs=1e-6)
-
-
-@pytest.mark.parametrize(
-    ("probs", "match"),
-    [
-        (np.full((4, 3, 4), 0.5), "softmax"),
-        (np.full((4, 2, 4), 0.25), r"shape \(4, 3, 4\)"),
-        (np.full((3, 3, 4), 0.25), "4 views"),
-    ],
-)
-def test_csi_rejects_bad_shift_probs(probs: np.ndarray, match: str) -> None:
-    scorer = get_scorer("csi").fit(views(12, 4, 10))
-    with pytest.raises(ValueError, match=match):
-        scorer.decision_function(views(13, 4, 3), shift_probs=probs)
-
-
 @pytest.mark.parametrize("name", sorted(VIEW_SCORERS))
 def test_far_image_scores_highest_and_identical_equal(name: str) -> None:
     rng = np.random.default_rng(14)
@@ -150,8 +94,7 @@ def test_far_image_scores_highest_and_identical_equal(name: str) -> None:
     test = centre + 0.5 * rng.normal(size=(n_views, 6, 5))
     test[:, 5] = -centre
     test[:, 4] = test[:, 3]
-    extra = {"shift_probs": np.full((4, 6, 4), 0.25)} if name == "csi" else {}
-    scores = get_scorer(name).fit(bank).decision_function(test, **extra)
+    scores = get_scorer(name).fit(bank).decision_function(test)
     assert scores.dtype == np.float64 and scores.shape == (6,)
     assert np.argmax(scores) == 5
     assert scores[3] == pytest.approx(scores[4], abs=1e-9)
@@ -161,9 +104,8 @@ def test_far_image_scores_highest_and_identical_equal(name: str) -> None:
 def test_view_scorer_contract(name: str) -> None:
     n_views = VIEW_SCORERS[name]
     scorer = get_scorer(name)
-    extra = {"shift_probs": np.full((4, 3, 4), 0.25)} if name == "csi" else {}
     with pytest.raises(NotFittedError):
-        scorer.decision_function(views(15, n_views, 3), **extra)
+        scorer.decision_function(views(15, n_views, 3))
     before = set(vars(scorer))
     params = scorer.get_params()
     assert scorer.fit(views(16, 4, 12)) is scorer
@@ -171,9 +113,9 @@ def test_view_scorer_contract(name: str) -> None:
     assert added and all(a.endswith("_") for a in added)
     assert scorer.get_params() == params
     with pytest.raises(ValueError, match="views"):
-        scorer.decision_function(views(17, n_views + 1, 3), **extra)
+        scorer.decision_function(views(17, n_views + 1, 3))
     with pytest.raises(ValueError, match="3-D"):
-        scorer.decision_function(np.ones((3, 5)), **extra)
+        scorer.decision_function(np.ones((3, 5)))
     with pytest.raises(ValueError, match="4 views"):
         get_scorer(name).fit(views(18, 3, 12))
 
