@@ -13,8 +13,11 @@ Files written under ``OUTPUT_DIR/<experiment>/`` (the columns are documented in 
   per run x scorer x step;
 - ``auroc_curves.png`` (AUROC versus training progress per objective, the AULC picture) and
   ``per_class_auroc.png``;
-- with a reference objective (``--reference firm``): ``paired_vs_firm.csv``,
-  ``convergence_vs_firm.csv`` and ``comparison_vs_firm.md`` (:mod:`anobench.comparison`).
+- ``selection_inflation.csv`` (runs with curves): the last-step AUROC against the best
+  checkpoint chosen on test labels (:mod:`anobench.selection_inflation`);
+- with a reference objective (``--reference firm``): ``paired_vs_firm.csv`` (unit: the class),
+  ``paired_vs_firm_class_seed.csv`` (unit: class x seed), ``convergence_vs_firm.csv`` and
+  ``comparison_vs_firm.md`` (:mod:`anobench.comparison`).
 
 Example:
     >>> paths = write_leaderboard(experiment="digits-smoke")  # doctest: +SKIP
@@ -32,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from anobench.comparison import paired_stats, paired_units
 from anobench.config import RunConfig, TrainConfig
 from anobench.errors import AnobenchError
 from anobench.markdown import mean_std_cell, number_cell, pipe_table
@@ -153,11 +157,11 @@ def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Objective x scorer: mean AUROC ± std over seeds, rank, AULC and a paired test against the
     best row of the same dataset, outliers and preset.
 
-    The test is a paired t-test over the (class, seed) pairs both rows have; the best row's
-    p-value is empty, as is one with fewer than two pairs.
+    The test is a paired t-test with the class as the unit: over the (class, seed) pairs both rows
+    have (``n_pairs``), each row's AUROC is averaged over the seeds per class, and the classes are
+    the sample (:func:`anobench.comparison.paired_units`). The best row's p-value is empty, as is
+    one with fewer than two classes.
     """
-    from scipy.stats import ttest_rel
-
     summary = _mean_and_seed_std(rows)
     extra = rows.groupby(GROUP).agg(
         n_runs=("run_key", "nunique"), n_classes=("normal_class_name", "nunique"), aulc_mean=("aulc", "mean"),
@@ -175,13 +179,10 @@ def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
         best_of.append(f"{best['objective']}/{best['scorer']}")
         mine = paired.loc[tuple(row[GROUP])]
         theirs = paired.loc[tuple(best[GROUP])]
-        common = mine.index.intersection(theirs.index)
-        n_pairs.append(len(common))
+        n_pairs.append(len(mine.index.intersection(theirs.index)))
         same = tuple(best[GROUP]) == tuple(row[GROUP])
-        if same or len(common) < 2 or np.allclose(mine[common].to_numpy(), theirs[common].to_numpy()):
-            p_values.append(np.nan if same or len(common) < 2 else 1.0)
-        else:
-            p_values.append(float(ttest_rel(mine[common], theirs[common]).pvalue))
+        per_class = paired_units(mine, theirs, "class")
+        p_values.append(np.nan if same else paired_stats(*per_class)["p_value"])
     table["best"] = best_of
     table["n_pairs"] = n_pairs
     table["p_value_vs_best"] = p_values
@@ -299,22 +300,28 @@ def write_leaderboard(
     import matplotlib.pyplot as plt
 
     from anobench.comparison import comparison_markdown, convergence_summary, convergence_table, paired_table
+    from anobench.selection_inflation import selection_inflation
 
     rows, curves = load_runs(tracking_uri, experiment)
     folder = output_dir / experiment
     table = leaderboard_table(rows)
-    names = ["runs.csv", "per_class.csv", "leaderboard.csv", "leaderboard.md", "curves.csv", "auroc_curves.png",
-             "per_class_auroc.png"]
+    texts: dict[str, str] = {}
+    if len(curves):
+        texts["selection_inflation.csv"] = selection_inflation(curves).to_csv(index=False)
     if reference is not None:
         paired, convergence = paired_table(rows, reference), convergence_table(curves, reference)
-        names += [f"paired_vs_{reference}.csv", f"convergence_vs_{reference}.csv", f"comparison_vs_{reference}.md"]
+        by_pair = paired_table(rows, reference, unit="class_seed")
+        texts[f"paired_vs_{reference}.csv"] = paired.to_csv(index=False)
+        texts[f"paired_vs_{reference}_class_seed.csv"] = by_pair.to_csv(index=False)
+        texts[f"convergence_vs_{reference}.csv"] = convergence.to_csv(index=False)
+        texts[f"comparison_vs_{reference}.md"] = comparison_markdown(paired, by_pair, convergence_summary(convergence),
+                                                                     reference)
+    names = ["runs.csv", "per_class.csv", "leaderboard.csv", "leaderboard.md", "curves.csv", "auroc_curves.png",
+             "per_class_auroc.png", *texts]
     folder.mkdir(parents=True, exist_ok=True)
     paths = {name: folder / name for name in names}
-    if reference is not None:
-        _write_text(paths[f"paired_vs_{reference}.csv"], paired.to_csv(index=False))
-        _write_text(paths[f"convergence_vs_{reference}.csv"], convergence.to_csv(index=False))
-        _write_text(paths[f"comparison_vs_{reference}.md"],
-                    comparison_markdown(paired, convergence_summary(convergence), reference))
+    for name, text in texts.items():
+        _write_text(paths[name], text)
     _write_text(paths["curves.csv"], curves.to_csv(index=False))
     _write_text(paths["runs.csv"], rows.to_csv(index=False))
     _write_text(paths["per_class.csv"], per_class_table(rows).to_csv(index=False))
