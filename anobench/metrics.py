@@ -20,7 +20,7 @@ from scipy.stats import rankdata
 ArrayLike = np.ndarray | Sequence[float]
 
 
-def _validate(scores: ArrayLike, is_anomaly: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def validate_labelled(scores: ArrayLike, is_anomaly: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Check scores and labels; returns float64 scores and boolean labels.
 
     Raises:
@@ -72,7 +72,7 @@ def auroc(scores: ArrayLike, is_anomaly: ArrayLike) -> float:
     Raises:
         ValueError: See :func:`detection_metrics`.
     """
-    s, y = _validate(scores, is_anomaly)
+    s, y = validate_labelled(scores, is_anomaly)
     ranks = rankdata(s)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
@@ -88,7 +88,7 @@ def aupr(scores: ArrayLike, is_anomaly: ArrayLike) -> float:
     Raises:
         ValueError: See :func:`detection_metrics`.
     """
-    s, y = _validate(scores, is_anomaly)
+    s, y = validate_labelled(scores, is_anomaly)
     order = np.argsort(-s, kind="mergesort")
     s_sorted, y_sorted = s[order], y[order]
     last_of_group = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.shape[0] - 1]
@@ -109,7 +109,7 @@ def fpr_at_tpr(scores: ArrayLike, is_anomaly: ArrayLike, tpr: float = 0.95) -> f
     """
     if not 0.0 < tpr <= 1.0:
         raise ValueError(f"tpr must be in (0, 1], got {tpr}")
-    s, y = _validate(scores, is_anomaly)
+    s, y = validate_labelled(scores, is_anomaly)
     fpr_curve, tpr_curve = _roc_points(s, y)
     # A tiny tolerance so that e.g. 19/20 counts as reaching 0.95 despite rounding.
     reached = np.flatnonzero(tpr_curve >= tpr - 1e-12)
