@@ -1,6 +1,6 @@
 """Batched image augmentation on the training device, with per-sample random parameters.
 
-The paper's train augmentation (method §5) is, per image, ``RandomResizedCrop(32, scale=(0.25, 1),
+The paper's train augmentation (docs/method.md §5) is, per image, ``RandomResizedCrop(32, scale=(0.25, 1),
 ratio=(1, 1))``, ``ColorJitter(0.4, 0.4, 0.4, 0.4)`` always, and ``GaussianBlur(3, (0.1, 2))`` with
 p = 0.75; the test transform is resize to 36 and centre crop 32; both normalise with the CIFAR-10
 statistics. Run the conventional way (PIL, one image at a time in DataLoader workers) the
@@ -66,7 +66,7 @@ _CROP_ATTEMPTS = 10
 
 @dataclass(frozen=True)
 class AugmentRecipe:
-    """Ranges and probabilities of the train augmentation; the defaults are the paper's (§5).
+    """Ranges and probabilities of the train augmentation; the defaults are the paper's (docs/method.md §5).
 
     Attributes:
         crop_scale: Range of the crop's area as a fraction of the image area.

@@ -1,4 +1,4 @@
-"""Detection metrics with anomalies as the positive class (method.md §1).
+"""Detection metrics with anomalies as the positive class (docs/method.md §1).
 
 Scores follow the scorer convention: higher = more anomalous. Labels are 1 / ``True`` for an
 anomaly and 0 / ``False`` for a normal sample.
@@ -117,7 +117,7 @@ def fpr_at_tpr(scores: ArrayLike, is_anomaly: ArrayLike, tpr: float = 0.95) -> f
 
 
 def aulc(progress: ArrayLike, aurocs: ArrayLike) -> float:
-    """Area under the AUROC-versus-training-progress curve (method.md §1), trapezoid rule.
+    """Area under the AUROC-versus-training-progress curve (docs/method.md §1), trapezoid rule.
 
     Progress (steps, epochs or fractions) is normalised to [0, 1] by
     ``(p - p[0]) / (p[-1] - p[0])``, so a constant AUROC ``a`` gives an AULC of ``a``.

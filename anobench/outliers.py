@@ -1,4 +1,4 @@
-"""Synthetic outlier generators (method.md §4): shift transforms of whole uint8 image batches.
+"""Synthetic outlier generators (docs/method.md §4): shift transforms of whole uint8 image batches.
 
 A *spec* names one generator or a union ``"a+b+c"``: each sample gets one of the listed
 generators, chosen uniformly per sample, and the generator id of that sample is the 1-based
@@ -491,6 +491,25 @@ def list_generators() -> list[str]:
     return GENERATORS.names()
 
 
+def spec_names(spec: str) -> list[str]:
+    """The registered generator names of ``spec``, in order, without building them.
+
+    Raises:
+        UnknownNameError: If a name in the spec is not registered.
+        ValueError: If the spec is empty or has an empty name.
+
+    Example:
+        >>> spec_names("rot90 + cutpaste")
+        ['rot90', 'cutpaste']
+    """
+    names = [name.strip() for name in spec.split("+")]
+    if not spec.strip() or not all(names):
+        raise ValueError(f"bad outlier generator spec {spec!r}; expected names joined by '+'")
+    for name in names:
+        GENERATORS.factory(name)
+    return names
+
+
 def get_generator(spec: str = DEFAULT_SPEC, **kwargs: Any) -> OutlierGenerator:
     """Build the generator for ``spec``, e.g. ``"rot90"`` or ``"rot90+cutpaste"``.
 
@@ -501,9 +520,7 @@ def get_generator(spec: str = DEFAULT_SPEC, **kwargs: Any) -> OutlierGenerator:
         UnknownNameError: If a name in the spec is not registered.
         ValueError: If the spec is empty or a keyword argument fits none of its generators.
     """
-    names = [name.strip() for name in spec.split("+")]
-    if not spec.strip() or not all(names):
-        raise ValueError(f"bad outlier generator spec {spec!r}; expected names joined by '+'")
+    names = spec_names(spec)
     factories = [GENERATORS.factory(name) for name in names]
     accepted = [set(inspect.signature(f).parameters) for f in factories]
     unused = set(kwargs) - set().union(*accepted)

@@ -29,7 +29,7 @@ import torch
 
 from anobench.errors import ConfigError
 from anobench.metrics import auroc
-from anobench.outliers import DEFAULT_SPEC, get_generator
+from anobench.outliers import DEFAULT_SPEC, get_generator, spec_names
 from anobench.scores import Scores, as_scores
 
 RANKME_EPSILON = 1e-7
@@ -183,9 +183,9 @@ def resolve_val_outliers(train_spec: str, val_spec: str | None = None) -> str:
         >>> resolve_val_outliers("cutpaste")
         'rot90+rot180+rot270'
     """
-    train = set(get_generator(train_spec).names)
+    train = set(spec_names(train_spec))
     if val_spec is not None:
-        shared = train & set(get_generator(val_spec).names)
+        shared = train & set(spec_names(val_spec))
         if shared:
             raise ConfigError(
                 f"val_outliers {val_spec!r} shares {sorted(shared)} with the training outliers "
@@ -232,15 +232,30 @@ def val_auroc(
         >>> val_auroc(images, "rot90", changed)
         1.0
     """
+    batch, is_anomaly = validation_batch(images, outliers, seed)
+    scores = as_scores(score(batch), "score(images)")
+    if scores.shape[0] != batch.shape[0]:
+        raise ValueError(f"score returned {scores.shape[0]} scores for {batch.shape[0]} images")
+    return auroc(scores, is_anomaly)
+
+
+def validation_batch(images: torch.Tensor, outliers: str, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """The held-out normals followed by one synthetic anomaly made from each (``val_auroc``'s
+    images), and their labels (True = synthetic anomaly).
+
+    Raises:
+        ValueError: If ``images`` is not a non-empty (N, C, H, W) uint8 batch.
+        UnknownNameError: If ``outliers`` names an unregistered generator.
+
+    Example:
+        >>> images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+        >>> batch, is_anomaly = validation_batch(images, "rot90")
+        >>> batch.shape, is_anomaly.tolist()
+        (torch.Size([6, 3, 8, 8]), [False, False, False, True, True, True])
+    """
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
         raise ValueError("images must be an (N, C, H, W) uint8 tensor")
     if images.shape[0] == 0:
         raise ValueError("val_auroc needs at least one held-out image, got 0")
     anomalies, _ = get_generator(outliers)(images, torch.Generator().manual_seed(seed))
-    scores = as_scores(score(torch.cat([images, anomalies])), "score(images)")
-    if scores.shape[0] != 2 * images.shape[0]:
-        raise ValueError(
-            f"score returned {scores.shape[0]} scores for {2 * images.shape[0]} images"
-        )
-    is_anomaly = np.repeat([False, True], images.shape[0])
-    return auroc(scores, is_anomaly)
+    return torch.cat([images, anomalies]), np.repeat([False, True], images.shape[0])

@@ -31,7 +31,7 @@ def make_pil_transform(
     mean: tuple[float, ...] = CIFAR10_MEAN,
     std: tuple[float, ...] = CIFAR10_STD,
 ) -> transforms.Compose:
-    """The paper's train augmentation (method §5) as a torchvision transform of one PIL image."""
+    """The paper's train augmentation (docs/method.md §5) as a torchvision transform of one PIL image."""
     return transforms.Compose(
         [
             transforms.RandomResizedCrop(size, scale=(0.25, 1.0), ratio=(1.0, 1.0)),

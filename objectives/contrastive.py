@@ -1,4 +1,4 @@
-"""The contrastive objectives of method.md §3: ``firm``, ``simclr``, ``supcon``, ``rot-supcon``.
+"""The contrastive objectives of docs/method.md §3: ``firm``, ``simclr``, ``supcon``, ``rot-supcon``.
 
 Each wraps one loss of :mod:`anobench.objectives.losses` and reads the step's projections
 ``z1``, ``z2`` and ``labels`` (or ``generator_ids`` for Rot-SupCon).

@@ -1,4 +1,4 @@
-"""The contrastive loss family of method.md §3 as plain torch modules, usable without the harness.
+"""The contrastive loss family of docs/method.md §3 as plain torch modules, usable without the harness.
 
 Every loss here is
 
@@ -96,7 +96,7 @@ def contrastive_loss(
     mode: str = "concat",
     labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The shared contrastive loss of method.md §3 for a sample-level positive mask.
+    """The shared contrastive loss of docs/method.md §3 for a sample-level positive mask.
 
     Computed in at least float32 (float64 inputs stay float64); masked entries are -inf and the
     normaliser a logsumexp, so half-precision inputs neither overflow nor produce NaNs.
@@ -206,7 +206,7 @@ class SupConLoss(_ContrastiveLoss):
     """Supervised contrastive loss: P(i) = every sample with the same label as i.
 
     With the harness's labels (ID class ≥ 0, outliers -1) an inlier's positives are the
-    inliers of its class and an outlier's positives are all outliers (method.md §3, "SupCon").
+    inliers of its class and an outlier's positives are all outliers (docs/method.md §3, "SupCon").
 
     Args:
         tau: Temperature τ > 0.

@@ -1,4 +1,4 @@
-"""Prototype scorer ``center``: cosine distance to the mean training feature (method.md §6).
+"""Prototype scorer ``center``: cosine distance to the mean training feature (docs/method.md §6).
 
 Self-match rule: exact leave-one-out. :meth:`~anobench.scorers.Scorer.score_train` scores
 training point i against the normalised mean of the *other* N − 1 normalised features.

@@ -9,7 +9,7 @@ The harness reads a scorer's class attribute ``views`` to know what to pass:
 ``"rotations-crops"`` (``knn-ens``)
     ``fit`` takes the same (4, N, F) bank (the rotations of the *centre-cropped* training
     images); ``decision_function`` takes (40, M, F): 4 angles × 10 crops, angle-major, so view
-    v is angle v // 10 and crop v % 10 (method.md §6: resize 36, centre crop 32, then
+    v is angle v // 10 and crop v % 10 (docs/method.md §6: resize 36, centre crop 32, then
     RandomResizedCrop(32, scale 0.55–1)). Each view is scored against its own angle's bank.
 ``"own-head"`` (``oe-head``)
     ``fit`` ignores its argument; ``decision_function`` takes the objective's own (M,) anomaly

@@ -1,4 +1,4 @@
-"""Gaussian scorers on L2-normalised features: ``mahalanobis`` and ``gde`` (method.md §6).
+"""Gaussian scorers on L2-normalised features: ``mahalanobis`` and ``gde`` (docs/method.md §6).
 
 Both fit one Gaussian (mean m, covariance Σ) to the normalised training bank; they differ in Σ
 and in the score:

@@ -1,4 +1,4 @@
-"""Kernel scorers on L2-normalised features: ``kde`` and ``ocsvm`` (method.md §6).
+"""Kernel scorers on L2-normalised features: ``kde`` and ``ocsvm`` (docs/method.md §6).
 
 Both set their kernel width from the bank as the authors' code does, with Var(bank) the
 variance of all entries of the (N, d) normalised bank (``numpy.var``, ddof 0):

@@ -1,4 +1,4 @@
-"""Nearest-neighbour scorers: ``knn`` and ``knn-norm`` (method.md §6).
+"""Nearest-neighbour scorers: ``knn`` and ``knn-norm`` (docs/method.md §6).
 
 Both search the L2-normalised training bank with the exact index of :mod:`anobench.knn` (faiss
 when installed and the features are on the CPU, chunked torch otherwise).

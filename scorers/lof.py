@@ -1,4 +1,4 @@
-"""Local outlier factor ``lof`` on L2-normalised features (scikit-learn, method.md §6).
+"""Local outlier factor ``lof`` on L2-normalised features (scikit-learn, docs/method.md §6).
 
 Self-match rule: a training point's neighbourhood excludes the point itself (scikit-learn
 computes the training LOF that way); :meth:`~anobench.scorers.Scorer.score_train` returns that

@@ -18,7 +18,7 @@ Rule = Callable[[int, int], bool]
 
 
 def rule_for(kind: str, labels: list[int]) -> Rule:
-    """Is sample j (either view) a positive of anchor sample i, as in method.md §3's table."""
+    """Is sample j (either view) a positive of anchor sample i, as in docs/method.md §3's table."""
     if kind == "ntxent":
         return lambda i, j: i == j
     if kind == "supcon":

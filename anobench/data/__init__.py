@@ -1,8 +1,9 @@
 """Dataset loading: every dataset decoded once into (N, 3, S, S) uint8 tensors.
 
 Datasets (``list_datasets()``): "cifar10", "cifar100", "digits", "fashion-mnist",
-"imagefolder"; each format module documents the on-disk layout it reads. The data root comes
-from the ``data_root`` argument, else ``$ANOBENCH_DATA_ROOT``.
+"imagefolder", "mnist", and those of installed plugins; each format module documents the on-disk
+layout it reads, and :mod:`anobench.data.download` fetches the public ones into it. The data root
+comes from the ``data_root`` argument, else ``$ANOBENCH_DATA_ROOT``.
 
 Example:
     >>> from anobench.data import load_dataset, one_class_task

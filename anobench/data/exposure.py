@@ -1,4 +1,4 @@
-"""The Outlier Exposure image set: real images used as training outliers (method.md §3-§4).
+"""The Outlier Exposure image set: real images used as training outliers (docs/method.md §3-§4).
 
 A source is either a registered dataset name (its training split is used, read from the run's
 data root) or a folder searched recursively for image files.

@@ -1,10 +1,12 @@
-"""Fashion-MNIST in the official idx format.
+"""Fashion-MNIST and MNIST in the official idx format.
 
 The four files ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each raw or gzipped (``.gz``; a raw
 file wins when both exist), are looked for in this order, the first folder holding all four
 being used: ``DATA_ROOT``, ``DATA_ROOT/fashion-mnist``, ``DATA_ROOT/FashionMNIST/raw``
-(torchvision's layout). The 28x28 grey images are replicated to 3 channels.
+(torchvision's layout); for MNIST ``DATA_ROOT``, ``DATA_ROOT/mnist``, ``DATA_ROOT/MNIST/raw``.
+``anobench data download fashion-mnist --root DATA_ROOT`` writes the second of these. The 28x28
+grey images are replicated to 3 channels.
 
 Example:
     >>> from anobench.data import load_dataset
@@ -35,16 +37,13 @@ FASHION_MNIST_CLASSES = [
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
 
-FOLDERS = (".", "fashion-mnist", "FashionMNIST/raw")
+MNIST_CLASSES = [str(digit) for digit in range(10)]
+
 FILES = [
     f"{prefix}-{kind}"
     for prefix in ("train", "t10k")
     for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
 ]
-LAYOUT = (
-    f"{{{','.join(FILES)}}}[.gz] in DATA_ROOT, DATA_ROOT/fashion-mnist or "
-    "DATA_ROOT/FashionMNIST/raw"
-)
 _UBYTE = 0x08  # idx type code of unsigned bytes, the third byte of the magic number
 
 
@@ -78,25 +77,67 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 @register_dataset("fashion-mnist")
 def load_fashion_mnist(data_root: Path | None, image_size: int) -> Dataset:
     """Load Fashion-MNIST (official split: 60,000 train / 10,000 t10k test)."""
-    root = require_root("fashion-mnist", data_root, LAYOUT)
-    files = find_files(root, "fashion-mnist", FOLDERS, FILES, LAYOUT, suffixes=("", ".gz"))
+    return load_idx_dataset(
+        "fashion-mnist", "Fashion-MNIST", ("fashion-mnist", "FashionMNIST/raw"),
+        FASHION_MNIST_CLASSES, data_root, image_size,
+    )
+
+
+@register_dataset("mnist")
+def load_mnist(data_root: Path | None, image_size: int) -> Dataset:
+    """Load MNIST (official split: 60,000 train / 10,000 t10k test); classes "0".."9"."""
+    return load_idx_dataset(
+        "mnist", "MNIST", ("mnist", "MNIST/raw"), MNIST_CLASSES, data_root, image_size
+    )
+
+
+def load_idx_dataset(
+    name: str,
+    title: str,
+    folders: tuple[str, ...],
+    class_names: list[str],
+    data_root: Path | None,
+    image_size: int,
+) -> Dataset:
+    """Load a dataset of the four official idx files from ``data_root`` or one of ``folders``.
+
+    Args:
+        name: The registry name, for messages and the returned dataset.
+        title: The dataset's usual spelling, for the split description.
+        folders: Folders under ``data_root`` to look in after ``data_root`` itself, in order.
+        class_names: Name of each label value.
+        data_root: The resolved data root.
+        image_size: Side of the square images returned.
+
+    Raises:
+        DataError: If no folder holds all four files, or one is unreadable or inconsistent.
+    """
+    layout = (
+        f"{{{','.join(FILES)}}}[.gz] in DATA_ROOT, "
+        + " or ".join(f"DATA_ROOT/{folder}" for folder in folders)
+    )
+    root = require_root(name, data_root, layout)
+    files = find_files(root, name, (".", *folders), FILES, layout, suffixes=("", ".gz"))
     train, test = (
-        _image_set(files[f"{s}-images-idx3-ubyte"], files[f"{s}-labels-idx1-ubyte"], image_size)
+        _image_set(
+            files[f"{s}-images-idx3-ubyte"], files[f"{s}-labels-idx1-ubyte"], len(class_names),
+            image_size,
+        )
         for s in ("train", "t10k")
     )
-    split = f"official Fashion-MNIST split: train ({len(train)}) / t10k ({len(test)} test)"
-    return Dataset("fashion-mnist", train, test, list(FASHION_MNIST_CLASSES), split)
+    split = f"official {title} split: train ({len(train)}) / t10k ({len(test)} test)"
+    return Dataset(name, train, test, list(class_names), split)
 
 
-def _image_set(images_path: Path, labels_path: Path, image_size: int) -> ImageSet:
+def _image_set(images_path: Path, labels_path: Path, n_classes: int, image_size: int) -> ImageSet:
     images = read_idx(images_path, 3)
     labels = read_idx(labels_path, 1).astype(np.int64)
     if len(labels) != len(images):
         raise DataError(
             f"{labels_path}: {len(labels)} labels for the {len(images)} images of {images_path}"
         )
-    if len(labels) and labels.max() >= len(FASHION_MNIST_CLASSES):
-        raise DataError(f"{labels_path}: label {labels.max()} outside 0..9")
+    if len(labels) and labels.max() >= n_classes:
+        raise DataError(f"{labels_path}: label {labels.max()} outside 0..{n_classes - 1}")
     return ImageSet(to_image_tensor(images, image_size), torch.from_numpy(labels))
 
 

@@ -50,3 +50,18 @@ class Dataset:
     test: ImageSet
     class_names: list[str]
     split: str
+
+    def class_counts(self) -> dict[str, list[int]]:
+        """Images per class id in each split, ``{"train": [...], "test": [...]}``.
+
+        Example:
+            >>> from anobench.data import load_dataset
+            >>> counts = load_dataset("digits").class_counts()
+            >>> sum(counts["train"]) + sum(counts["test"])
+            1797
+        """
+        n = len(self.class_names)
+        return {
+            split: torch.bincount(images.labels, minlength=n).tolist()
+            for split, images in (("train", self.train), ("test", self.test))
+        }
