@@ -53,10 +53,12 @@ class SweepDisplay:
     def _refresh(self) -> None:
         if self.overall is not None:
             completed = self.done + self.failed + sum(self.fraction.values())
-            self.bars.update(self.overall, completed=completed, info=self._info())
+            self.bars.update(self.overall, total=self.total, completed=completed, info=self._info())
 
     def started(self, key: str, label: str, worker: str) -> None:
-        """A worker took a run."""
+        """A worker took a run (again, when it is retried alone after running out of memory)."""
+        if key in self.running:
+            self.bars.remove_task(self.running[key])
         self.running[key] = self.bars.add_task(f"  {worker} {label}", total=None, info="")
         self.fraction[key] = 0.0
         self._refresh()
@@ -74,7 +76,11 @@ class SweepDisplay:
         self.fraction.pop(outcome.key, None)
         if task is not None:
             self.bars.remove_task(task)
-        if outcome.ok:
+        if outcome.elsewhere is not None:
+            self.total -= 1  # another process runs it: neither done nor failed here
+            self.console.print(f"other  {outcome.label} [{outcome.key}]: {outcome.elsewhere}",
+                               highlight=False, markup=False)
+        elif outcome.ok:
             self.done += 1
             scores = " ".join(f"{spec}={value:.4f}" for spec, value in outcome.auroc.items())
             resumed = f", resumed from step {outcome.resumed_from_step}" if outcome.resumed_from_step else ""
