@@ -22,8 +22,10 @@ from typing import Any, Literal
 
 from anobench.errors import ConfigError, UnknownNameError
 from anobench.evaluation import build_scorers
+from anobench.proxies import resolve_val_outliers
 from anobench.scorers.registry import check_bank_size
 from anobench.specs import check_type
+from anobench.thresholds import DEFAULT_TARGET_FPR
 
 Precision = Literal["fp32", "bf16", "fp16"]
 MIN_WIDTH = 1 / 64
@@ -32,6 +34,9 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
 MAX_SEED = 2**63 - 1
 """Seeds are kept to int64, the range every store of results (CSV, MLflow, pandas) holds exactly."""
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+KEY_NEUTRAL_DEFAULTS: dict[str, Any] = {"val_fraction": 0.0, "val_outliers": None, "target_fpr": DEFAULT_TARGET_FPR}
+"""Run settings added after run keys were first published (the label-free selection issue):
+``RunConfig.key()`` leaves each out at its default, so earlier runs keep their keys."""
 
 
 def check_field_types(config: Any) -> None:
@@ -174,7 +179,7 @@ PRESETS: dict[str, TrainConfig] = {
     "quick": TrainConfig(
         width=0.25, batch_size=256, steps=100, lr=0.01, precision="bf16", channels_last=True,
     ),
-    # The paper's setting (method.md §5): full ResNet-18, batch 32, 2000 epochs, fp32. For GPUs.
+    # The paper's setting (docs/method.md §5): full ResNet-18, batch 32, 2000 epochs, fp32. For GPUs.
     "paper": TrainConfig(),
 }
 
@@ -212,7 +217,14 @@ class RunConfig:
         device: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
         eval_checkpoints: K > 0 also measures test AUROC at steps 0, T/K, ..., (K-1)T/K of a
             T-step run, which with the final result give the AULC convergence curve;
-            0 = only at the end. Never used to pick a checkpoint (method.md section 7).
+            0 = only at the end. Never used to pick a checkpoint (docs/method.md §7).
+        val_fraction: F in [0, 1): a fixed, seeded F of the normal training images is withheld
+            from training (and from outlier generation) for validation and calibration only
+            (docs/selection.md); 0 = none, and the proxies that need them are skipped.
+        val_outliers: Generators of the synthetic anomalies of ``val_auroc``, disjoint from
+            ``outliers`` (None: ``cutpaste+cutpaste-scar+scramble``, or the rotations when the
+            training outliers use cut-paste or scramble).
+        target_fpr: The false-positive rate α of the calibrated threshold.
         train: The resolved training settings.
     """
 
@@ -229,6 +241,9 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     eval_checkpoints: int = 0
+    val_fraction: float = 0.0
+    val_outliers: str | None = None
+    target_fpr: float = DEFAULT_TARGET_FPR
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -248,6 +263,12 @@ class RunConfig:
             raise ConfigError(f"eval_checkpoints must be >= 0, got {self.eval_checkpoints}")
         if self.train.steps is not None:
             self._check_eval_checkpoints(self.train.steps)
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 < self.target_fpr < 1:
+            raise ConfigError(f"target_fpr must be in (0, 1), got {self.target_fpr}")
+        if self.val_fraction > 0:
+            self.resolved_val_outliers()
         uses_oe = "oe" in (name.strip() for name in self.outliers.split("+"))
         if uses_oe != (self.oe_source is not None):
             raise ConfigError(
@@ -290,9 +311,40 @@ class RunConfig:
         """The config as canonical JSON (sorted keys)."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
+    def resolved_val_outliers(self) -> str:
+        """``val_outliers``, or its default for these training outliers, checked disjoint from them.
+
+        Raises:
+            ConfigError: If it shares a generator with ``outliers``.
+        """
+        return resolve_val_outliers(self.outliers, self.val_outliers)
+
     def key(self) -> str:
-        """A 16-hex-digit hash of the fully resolved config; equal configs share a key."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """A 16-hex-digit hash of the fully resolved config; equal configs share a key.
+
+        The settings of :data:`KEY_NEUTRAL_DEFAULTS` are left out at their defaults, so runs
+        recorded before they existed keep their keys.
+        """
+        settings = self.to_dict()
+        for name, default in KEY_NEUTRAL_DEFAULTS.items():
+            if settings[name] == default:
+                del settings[name]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> RunConfig:
+        """The config of ``to_dict()`` output (e.g. a run's ``config_json``); settings it lacks
+        (recorded before they existed) take their defaults.
+
+        Raises:
+            ConfigError: For an unknown setting or a bad value.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        train_known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(settings) - known) + sorted(f"train.{k}" for k in set(settings.get("train", {})) - train_known)
+        if unknown:
+            raise ConfigError(f"unknown run settings {unknown}")
+        return cls(**{**settings, "train": TrainConfig(**settings.get("train", {}))})
 
     def flat_params(self) -> dict[str, str]:
         """Every setting as a flat ``{dotted.name: str}`` dict (for MLflow params)."""

@@ -50,6 +50,8 @@ class TrainResult:
         images_per_s: Augmented images (samples x 2 views) processed per second.
         eval_history: ``(step, metrics)`` of every evaluation made during training.
         resumed_from_step: The step a checkpoint resumed the run from (0: a fresh start).
+        loss_since_last_eval: Mean loss of the steps after the last evaluation (all steps
+            without one; NaN if none).
     """
 
     steps: int
@@ -58,6 +60,7 @@ class TrainResult:
     images_per_s: float = 0.0
     eval_history: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     resumed_from_step: int = 0
+    loss_since_last_eval: float = math.nan
 
 
 ONE_CYCLE_DIV = 25.0
@@ -104,7 +107,7 @@ def train(
     generator: torch.Generator,
     on_step: Callable[[StepInfo], None] | None = None,
     checkpoint: Checkpoint | None = None,
-    evaluate: Callable[[], dict[str, float]] | None = None,
+    evaluate: Callable[[float], dict[str, float]] | None = None,
     eval_steps: Collection[int] = (),
 ) -> TrainResult:
     """Train ``model`` (and the objective's own heads) for ``total_steps`` steps.
@@ -123,7 +126,8 @@ def train(
         on_step: Called after every step with the progress so far.
         checkpoint: Resume from it if it exists, and save the training state to it.
         evaluate: Measures the model (in eval mode) at each of ``eval_steps``; step 0 is before
-            the first step. Its results go to ``TrainResult.eval_history``.
+            the first step. It gets the mean training loss since the previous evaluation (NaN
+            at step 0); its results go to ``TrainResult.eval_history``.
         eval_steps: Steps after which to call ``evaluate``.
 
     Raises:
@@ -136,6 +140,7 @@ def train(
     fmt = memory_format(cfg.channels_last)
     result = TrainResult(steps=0)
     epoch_sum = torch.zeros((), device=device)
+    interval_sum, interval_steps = torch.zeros((), device=device), 0  # the loss since the last evaluation
     epoch_steps = 0
     n_images = 0
     prior_wall = 0.0
@@ -151,24 +156,29 @@ def train(
         result = TrainResult(**state["result"])
         result.resumed_from_step = result.steps
         epoch_sum.fill_(state["epoch_sum"])
+        interval_sum.fill_(state.get("interval_sum", 0.0))  # absent from checkpoints made before it
+        interval_steps = state.get("interval_steps", 0)
         epoch_steps, n_images, prior_wall = state["epoch_steps"], state["n_images"], result.wall_s
     eval_wall = 0.0
 
     def measure(step: int) -> None:
-        nonlocal eval_wall
+        nonlocal eval_wall, interval_steps
         if evaluate is None or step not in eval_steps:
             return
         began = time.perf_counter()
-        result.eval_history.append((step, evaluate()))
+        train_loss = float(interval_sum) / interval_steps if interval_steps else math.nan  # this process's loss
+        result.eval_history.append((step, evaluate(train_loss)))
+        interval_sum.zero_()
+        interval_steps = 0
         model.train()
         objective.train()
         eval_wall += time.perf_counter() - began
 
+    start = time.perf_counter()  # before the step-0 evaluation, whose time measure() subtracts
     if result.steps == 0:
         measure(0)
     model.train()
     objective.train()
-    start = time.perf_counter()
     for step in range(result.steps + 1, total_steps + 1):
         batch = composer(generator)
         # Both views in one augmenter call (each sample still draws its own parameters per view):
@@ -192,6 +202,8 @@ def train(
         scheduler.step()
         epoch_sum += loss.detach()
         epoch_steps += 1
+        interval_sum += loss.detach()
+        interval_steps += 1
         n_images += len(views) * distributed.world_size()
         result.steps = step
         if epoch_steps == steps_per_epoch or step == total_steps:
@@ -210,12 +222,14 @@ def train(
                 "scaler": scaler.state_dict(), "generator": generator.get_state(),
                 "composer": composer.state_dict(), "result": dataclasses.asdict(result),
                 "epoch_sum": float(epoch_sum), "epoch_steps": epoch_steps, "n_images": n_images,
+                "interval_sum": float(interval_sum), "interval_steps": interval_steps,
             })
         if on_step is not None:
             elapsed = prior_wall + time.perf_counter() - start - eval_wall
             on_step(StepInfo(step, total_steps, float(loss.detach()), n_images / max(elapsed, 1e-9)))
     result.wall_s = prior_wall + time.perf_counter() - start - eval_wall
     result.images_per_s = n_images / max(result.wall_s, 1e-9)
+    result.loss_since_last_eval = float(interval_sum) / interval_steps if interval_steps else math.nan
     return result
 
 

@@ -62,3 +62,30 @@ def test_composer_labels_and_outliers_from_inliers():
         assert torch.equal(batch.images[j], torch.rot90(src, k, dims=(1, 2))) or torch.equal(
             batch.images[j], torch.rot90(src, -k, dims=(1, 2))
         )
+
+
+def test_evaluation_time_is_not_training_time(monkeypatch):
+    """The wall time of the step-0 evaluation (0.5 s here, slower than the two smoke steps) is left
+    out of the training wall time, never subtracted from it."""
+    import dataclasses
+    import time
+
+    from anobench.config import RunConfig, preset
+    from anobench.runner import run_experiment
+
+    slow = {"calls": 0}
+    original = time.sleep
+
+    def slow_evaluation(*args, **kwargs):
+        slow["calls"] += 1
+        original(0.5)
+        return real_measure(*args, **kwargs)
+
+    import anobench.label_free as label_free
+
+    real_measure = label_free.evaluation_proxies
+    monkeypatch.setattr("anobench.runner.evaluation_proxies", slow_evaluation)
+    result = run_experiment(RunConfig(objective="firm", scorers=["knn"], device="cpu", eval_checkpoints=1,
+                                      train=dataclasses.replace(preset("smoke"), steps=2)))
+    assert slow["calls"] == 2  # step 0 and the end
+    assert 0 < result.train.wall_s < result.total_wall_s
