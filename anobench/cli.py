@@ -21,16 +21,16 @@ from rich.table import Table
 
 from anobench.bench import BenchConfig, BenchResult, run_bench
 from anobench.config import PRESETS, RunConfig, preset
-from anobench.data import list_datasets
 from anobench.distributed import launched_rank
 from anobench.errors import AnobenchError, ConfigError
-from anobench.objectives import list_objectives
-from anobench.outliers import list_generators
+from anobench.plugins import REGISTRIES, labelled_names
 from anobench.runner import run_experiment
-from anobench.scorers import list_scorers
 from anobench.specs import check_experiment_name, parse_assignments
 from anobench.system import tune_malloc
-from anobench.tracking import DEFAULT_EXPERIMENT, MlflowTracker, quiet_store_setup
+from anobench.thresholds import DEFAULT_TARGET_FPR
+from anobench.interrupts import check_interrupted, exit_code, signal_name, sigterm_as_interrupt
+from anobench.store_lock import LockedMlflowTracker
+from anobench.tracking import DEFAULT_EXPERIMENT, quiet_store_setup
 from anobench.training import StepInfo
 
 UsageError: type[Exception] = typer.BadParameter.__base__
@@ -48,6 +48,12 @@ class OneLineErrors(TyperGroup):
         except UsageError as error:
             raise fail(error.format_message()) from None
 
+
+VAL_FRACTION_HELP = ("Withhold this fraction of the normal training images from training, for the label-free "
+                     "proxies and the threshold (0 = none).")
+VAL_OUTLIERS_HELP = ("Generators of the held-out synthetic anomalies, disjoint from --outliers "
+                     "[default: cutpaste+cutpaste-scar+scramble].")
+TARGET_FPR_HELP = "False-positive rate of the calibrated threshold."
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -72,6 +78,12 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def interrupted(interrupt: KeyboardInterrupt, what: str) -> typer.Exit:
+    """Print one line about a SIGINT or SIGTERM and return the exit (128 + signal) to raise."""
+    err.print(f"interrupted by {signal_name(interrupt)}: {what}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(exit_code(interrupt))
+
+
 @app.command()
 def run(
     objective: str = typer.Option("firm", help="Objective to train (anobench list shows all)."),
@@ -93,10 +105,14 @@ def run(
     precision: Optional[str] = typer.Option(None, help="fp32, bf16 or fp16."),
     image_size: int = typer.Option(32, help="Side of the square images the model sees."),
     eval_checkpoints: int = typer.Option(0, help="Also measure test AUROC at this many evenly spaced points of training, for AULC (never for selection)."),
+    val_fraction: float = typer.Option(0.0, help=VAL_FRACTION_HELP),
+    val_outliers: Optional[str] = typer.Option(None, help=VAL_OUTLIERS_HELP),
+    target_fpr: float = typer.Option(DEFAULT_TARGET_FPR, help=TARGET_FPR_HELP),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow store or server [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
     experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="MLflow experiment name."),
     output_dir: Path = typer.Option(Path("results"), help="Results CSV goes to OUTPUT_DIR/EXPERIMENT/runs.csv."),
+    log_model: bool = typer.Option(True, "--log-model/--no-log-model", help="Log the detector as the run's MLflow model (docs/detector.md)."),
 ) -> None:
     """Train one encoder, score its embeddings with every scorer, print and record the metrics."""
     try:
@@ -117,10 +133,11 @@ def run(
             outliers=outliers, oe_source=oe_source, dataset=dataset,
             data_root=str(data_root) if data_root is not None else None,
             normal_class=normal_class, image_size=image_size, preset=preset_name, seed=seed,
-            device=device, eval_checkpoints=eval_checkpoints, train=train_cfg,
+            device=device, eval_checkpoints=eval_checkpoints, val_fraction=val_fraction,
+            val_outliers=val_outliers, target_fpr=target_fpr, train=train_cfg,
         )
         tune_malloc()
-        tracker = MlflowTracker(tracking_uri, check_experiment_name(experiment))
+        tracker = LockedMlflowTracker(tracking_uri, check_experiment_name(experiment))
         progress = Progress(
             TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[img_s]:.0f} img/s"),
@@ -133,18 +150,22 @@ def run(
                 progress.start()
             progress.update(task_id, completed=info.step, total=info.total_steps,
                             loss=info.loss, img_s=info.images_per_s)
+            check_interrupted()
 
         try:
-            result = run_experiment(
-                config, tracker=tracker, results_csv=output_dir / experiment / "runs.csv",
-                on_step=on_step,
-            )
+            with sigterm_as_interrupt():
+                result = run_experiment(
+                    config, tracker=tracker, results_csv=output_dir / experiment / "runs.csv",
+                    on_step=on_step, log_model=log_model,
+                )
         finally:
             progress.stop()
     except AnobenchError as error:
         if launched_rank() != 0:  # under torchrun every rank fails alike; rank 0 says why
             raise typer.Exit(2) from None
         raise fail(str(error)) from None
+    except KeyboardInterrupt as interrupt:
+        raise interrupted(interrupt, "a run that had started and not finished is marked KILLED in MLflow") from None
     if launched_rank() != 0:  # only rank 0 of a torchrun run scores and reports
         return
     table = Table(title=f"{objective} on {dataset}, normal class {result.normal_class_name} (seed {seed}, preset {preset_name})")
@@ -183,8 +204,12 @@ def sweep(
     image_size: Optional[int] = typer.Option(None, help="Side of the square images."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N (workers are pinned to one GPU each)."),
     eval_checkpoints: Optional[int] = typer.Option(None, help="Test AUROC at this many evenly spaced points of training, for AULC (0 = off)."),
+    val_fraction: Optional[float] = typer.Option(None, help=VAL_FRACTION_HELP),
+    val_outliers: Optional[str] = typer.Option(None, help=VAL_OUTLIERS_HELP),
+    target_fpr: Optional[float] = typer.Option(None, help=TARGET_FPR_HELP),
     executor: str = typer.Option("local", help="local (worker processes) or ray."),
-    workers: Optional[int] = typer.Option(None, help="Local workers [default: one per GPU, else 1]."),
+    workers: Optional[int] = typer.Option(None, help="Local workers [default: --runs-per-device per GPU, else 1]."),
+    runs_per_device: Optional[str] = typer.Option(None, help="Concurrent runs per GPU, or 'auto': measured by a short probe, capped by memory (10% left free) [default: the file's, else auto]. Refused without GPUs (use --workers)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address [default: start a local Ray instance]."),
     cpus_per_run: Optional[int] = typer.Option(None, help="Ray: CPUs per run when there is no GPU [default: 1]."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Steps between training checkpoints [default: ten per run]."),
@@ -193,11 +218,16 @@ def sweep(
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow store [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
     experiment: Optional[str] = typer.Option(None, help="MLflow experiment [default: the file's, else 'default']."),
     output_dir: Path = typer.Option(Path("results"), help="Results CSV goes to OUTPUT_DIR/EXPERIMENT/runs.csv."),
+    log_model: bool = typer.Option(True, "--log-model/--no-log-model", help="Log the detector as the run's MLflow model (docs/detector.md)."),
 ) -> None:
     """Run a grid of runs on local workers or Ray; finished runs are skipped, interrupted ones
     resume. Exit code 1 if any run failed."""
+    from anobench.packing import parse_runs_per_device
     from anobench.scheduler import LocalExecutor, SweepOptions, run_sweep
     from anobench.sweep import build_spec, check_done_csv, expand
+
+    def note(line: str) -> None:
+        err.print(line, highlight=False, markup=False)
     from anobench.sweep_display import SweepDisplay
 
     try:
@@ -214,29 +244,36 @@ def sweep(
             data_root=str(data_root) if data_root is not None else None, oe_source=oe_source,
             epochs=epochs, steps=steps, batch_size=batch_size, outlier_ratio=outlier_ratio, width=width,
             precision=precision, image_size=image_size, device=device, eval_checkpoints=eval_checkpoints,
+            val_fraction=val_fraction, val_outliers=val_outliers, target_fpr=target_fpr,
+            runs_per_device=runs_per_device,
         )
+        packing = parse_runs_per_device(spec.run.get("runs_per_device", "auto"))
         if checkpoint_every is not None and checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every must be >= 1, got {checkpoint_every}")
         for path in done_csv:
             check_done_csv(path)
         configs = expand(spec)
-        options = SweepOptions.resolve(spec.experiment, tracking_uri, output_dir, checkpoint_dir,
-                                       checkpoint_every, tuple(done_csv))
+        options = dataclasses.replace(SweepOptions.resolve(spec.experiment, tracking_uri, output_dir, checkpoint_dir,
+                                                           checkpoint_every, tuple(done_csv)), log_model=log_model)
         if executor == "ray":
             from anobench.ray_executor import RayExecutor
 
-            chosen = RayExecutor(address=address, cpus_per_run=1 if cpus_per_run is None else cpus_per_run)
+            chosen = RayExecutor(address=address, cpus_per_run=1 if cpus_per_run is None else cpus_per_run,
+                                 runs_per_device=packing, say=note)
         else:
-            chosen = LocalExecutor(workers=workers)
+            chosen = LocalExecutor(workers=workers, runs_per_device=packing, say=note)
         tune_malloc()
-        with SweepDisplay(err, chosen) as display:
+        with sigterm_as_interrupt(), SweepDisplay(err, chosen) as display:
             report = run_sweep(configs, options, chosen, display, on_plan=display.plan)
     except AnobenchError as error:
         raise fail(str(error)) from None
-    ran = len(report.outcomes)
+    except KeyboardInterrupt as interrupt:
+        raise interrupted(interrupt, "the same command resumes the sweep") from None
+    ran = len(report.outcomes) - len(report.elsewhere)
+    elsewhere = f", {len(report.elsewhere)} left to another sweep" if report.elsewhere else ""
     out.print(
         f"{len(configs)} runs: {ran - len(report.failed)} finished, {len(report.skipped)} skipped "
-        f"(already finished), {len(report.failed)} failed; wall {report.wall_s:.1f} s; "
+        f"(already finished){elsewhere}, {len(report.failed)} failed; wall {report.wall_s:.1f} s; "
         f"experiment {options.experiment!r} in {options.tracking_uri}", highlight=False,
     )
     if report.failed:
@@ -325,11 +362,17 @@ def leaderboard(
 ) -> None:
     """Write runs.csv, per_class.csv, leaderboard.csv/.md, curves.csv and plots of an experiment's finished runs."""
     from anobench.leaderboard import write_leaderboard
+    from anobench.results_csv import torn_last_row
 
     try:
-        paths = write_leaderboard(tracking_uri, check_experiment_name(experiment), output_dir, reference)
+        name = check_experiment_name(experiment)
+        torn = torn_last_row(output_dir / name / "runs.csv")
+        paths = write_leaderboard(tracking_uri, name, output_dir, reference)
     except AnobenchError as error:
         raise fail(str(error)) from None
+    if torn is not None:
+        err.print(f"warning: {paths['runs.csv']} had a torn row ({torn}); rebuilt it from the store",
+                  markup=False, highlight=False, soft_wrap=True)
     out.print(paths["leaderboard.md"].read_text(), markup=False, highlight=False)
     out.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False, soft_wrap=True)
 
@@ -340,31 +383,161 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="Interface to serve on."),
     port: int = typer.Option(5000, help="Port to serve on."),
 ) -> None:
-    """Start the MLflow UI on the store, print its URL, and serve until interrupted."""
+    """Start the MLflow UI on the store, print its URL, and serve until interrupted (Ctrl-C or
+    SIGTERM stop the server, uvicorn included)."""
     from anobench.ui import launch_ui
 
     try:
-        server = launch_ui(tracking_uri, host, port)
+        with sigterm_as_interrupt():
+            server = launch_ui(tracking_uri, host, port)
+            try:
+                out.print(f"MLflow UI: {server.url}  (Ctrl-C stops it)", highlight=False)
+                code = server.serve()
+            finally:
+                server.stop()
     except AnobenchError as error:
         raise fail(str(error)) from None
-    out.print(f"MLflow UI: {server.url}  (Ctrl-C stops it)", highlight=False)
-    try:
-        server.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    except KeyboardInterrupt as interrupt:
+        err.print(f"MLflow UI stopped ({signal_name(interrupt)})", highlight=False)
+        return
+    err.print(f"error: mlflow ui exited by itself (exit code {code})", highlight=False)
+    raise typer.Exit(1)
 # --- end of sweep, leaderboard and ui commands ---
+
+
+@app.command()
+def predict(
+    run_ref: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id, runs:/ or models:/ URI (or --best)."),
+    paths: list[Path] = typer.Argument(None, metavar="[PATH]...", help="Image files or folders (searched recursively)."),
+    best: bool = typer.Option(False, "--best", help="Use the experiment's best run for --scorer."),
+    experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="MLflow experiment of --best."),
+    scorer: Optional[str] = typer.Option(None, help="Scorer of --best."),
+    output: Optional[Path] = typer.Option(None, help="Write the scores to this CSV instead of printing them."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow store or server [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
+) -> None:
+    """Score image files with a run's logged detector (docs/detector.md)."""
+    import mlflow
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from anobench.leaderboard import load_runs
+    from anobench.predict import best_run, collect_paths, load_detector, predict_files, resolve_model_uri
+    from anobench.tracking import default_tracking_uri
+
+    try:
+        mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
+        if best == (run_ref is not None):
+            raise ConfigError("give either RUN or --best --experiment E --scorer S")
+        if best:
+            if scorer is None:
+                raise ConfigError("--best needs --scorer")
+            run_ref, why = best_run(load_runs(tracking_uri, experiment)[0], scorer)
+            err.print(f"run {run_ref}: {why}", markup=False, highlight=False)
+        files = collect_paths(paths or [])
+        if not files:
+            raise ConfigError("no PATH given: name image files or folders")
+        model = load_detector(resolve_model_uri(run_ref))
+        detector = model.unwrap_python_model().detector
+        with Progress(transient=True, console=err, disable=len(files) <= 256) as progress:
+            task_id = progress.add_task("scoring", total=len(files))
+            frame, failures = predict_files(detector, files, detector.config.image_size,
+                                            lambda n: progress.advance(task_id, n))
+    except AnobenchError as error:
+        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    for path, why in failures:
+        err.print(f"skipped {path}: {why}", markup=False, highlight=False, soft_wrap=True)
+    if output is not None:
+        frame.to_csv(output, index=False)
+        err.print(f"{len(frame)} images scored, {len(failures)} skipped: {output}", markup=False, highlight=False)
+        return
+    table = Table(*frame.columns)
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    out.print(table)
 
 
 @app.command("list")
 def list_names() -> None:
-    """List the registered objectives, scorers, datasets, outlier generators and presets."""
-    for title, names in (
-        ("objectives", list_objectives()), ("scorers", list_scorers()),
-        ("datasets", list_datasets()), ("outliers", list_generators()), ("presets", sorted(PRESETS)),
-    ):
-        out.print(f"{title}: {', '.join(names)}")
+    """List the registered objectives, scorers, datasets, outlier generators and presets; an entry
+    from a plugin is followed by its distribution and version (docs/plugins.md)."""
+    try:
+        lines = [f"{title}: {', '.join(labelled_names(registry))}" for title, registry in REGISTRIES.items()]
+    except AnobenchError as error:
+        raise fail(str(error)) from None
+    for line in [*lines, f"presets: {', '.join(sorted(PRESETS))}"]:
+        out.print(line, highlight=False, soft_wrap=True)
+
+
+# --- data commands (docs/data.md) ---
+data_commands = typer.Typer(
+    cls=OneLineErrors, help="Download datasets and check data folders (docs/data.md).",
+    no_args_is_help=True,
+)
+app.add_typer(data_commands, name="data")
+
+
+@data_commands.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="cifar10, cifar100, fashion-mnist, mnist or mvtec."),
+    root: Path = typer.Option(..., help="Data root: the dataset's folders go under it; pass it as --data-root."),
+    category: Optional[str] = typer.Option(None, help="mvtec only: a category (screw, bottle, ...) or all."),
+    mirror: Optional[str] = typer.Option(None, help="Base URL serving <dataset>/<file> [default: $ANOBENCH_DATA_MIRROR, else the official URLs]."),
+) -> None:
+    """Download a dataset, check it and unpack it into the layout --data-root reads (resumable; a
+    dataset folder appears under ROOT only once complete)."""
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    from anobench.data.download import download
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(), console=err, transient=True,  # so an error stays one line
+    )
+    tasks: dict[str, Any] = {}
+
+    def on_bytes(file: str, done: int, total: int | None) -> None:
+        if file not in tasks:
+            tasks[file] = progress.add_task(file, total=total)
+        progress.update(tasks[file], completed=done, total=total)
+
+    try:
+        with sigterm_as_interrupt(), progress:
+            installed = download(name, root, category, mirror, on_bytes)
+    except AnobenchError as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt as interrupt:
+        raise interrupted(interrupt, "the same command resumes the download") from None
+    for item in installed:
+        state = "downloaded and checked" if item.fetched else "already there, checked"
+        out.print(f"{item.name}: {item.folder} ({state})", highlight=False, soft_wrap=True)
+    usage = (f"--dataset imagefolder --data-root {installed[0].folder} --normal-class good"
+             if name == "mvtec" else f"--dataset {name} --data-root {root}")
+    out.print(f"run it with: anobench run {usage}", highlight=False, soft_wrap=True)
+
+
+@data_commands.command("check")
+def data_check(
+    dataset: str = typer.Option(..., help="Dataset name (anobench list shows all)."),
+    root: Optional[Path] = typer.Option(None, help="Data root [default: $ANOBENCH_DATA_ROOT]."),
+) -> None:
+    """Load a dataset and print its images per class and split, or name what is missing or corrupt."""
+    from anobench.data import load_dataset
+
+    try:
+        loaded = load_dataset(dataset, root)
+    except AnobenchError as error:
+        raise fail(str(error)) from None
+    counts = loaded.class_counts()
+    table = Table()
+    for column in ("id", "class", "train", "test"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for index, class_name in enumerate(loaded.class_names):
+        table.add_row(str(index), class_name, str(counts["train"][index]), str(counts["test"][index]))
+    table.add_row("", "total", str(len(loaded.train)), str(len(loaded.test)))
+    out.print(f"{dataset}: {loaded.split}", highlight=False, soft_wrap=True)
+    out.print(table)
+# --- end of data commands ---
 
 
 def main() -> None:

@@ -13,6 +13,9 @@ Files written under ``OUTPUT_DIR/<experiment>/`` (the columns are documented in 
   per run x scorer x step;
 - ``auroc_curves.png`` (AUROC versus training progress per objective, the AULC picture) and
   ``per_class_auroc.png``;
+- ``selection.csv`` (runs with curves and label-free proxies): how well each proxy picks the
+  objective and the checkpoint that test AUROC would (:mod:`anobench.selection`), also a section
+  of ``leaderboard.md``;
 - ``selection_inflation.csv`` (runs with curves): the last-step AUROC against the best
   checkpoint chosen on test labels (:mod:`anobench.selection_inflation`);
 - with a reference objective (``--reference firm``): ``paired_vs_firm.csv`` (unit: the class),
@@ -38,9 +41,13 @@ import pandas as pd
 from anobench.comparison import paired_stats, paired_units
 from anobench.config import RunConfig, TrainConfig
 from anobench.errors import AnobenchError
+from anobench.label_free import PROXIES, RUN_PROXIES, SCORER_PROXIES, THRESHOLD_COLUMNS
 from anobench.markdown import mean_std_cell, number_cell, pipe_table
 from anobench.provenance import ENVIRONMENT_TAGS
 from anobench.results_csv import RESULT_COLUMNS, SCHEMA_VERSION, config_columns
+from anobench.run_ownership import reap_orphans
+from anobench.store import StoreError, require_store
+from anobench.store_lock import store_lock
 from anobench.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, metric_key
 
 GROUP = ["dataset", "outliers", "preset", "objective", "scorer"]
@@ -67,16 +74,26 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
         several finished runs with one key, the latest); curves with columns ``run_key, step,
         progress, auroc`` plus the group columns, one per AUROC evaluation during training.
 
+    The store is never created: a store that does not exist is an error. Runs left RUNNING by a
+    process that is gone are marked KILLED first (:func:`anobench.run_ownership.reap_orphans`).
+
     Raises:
-        AnobenchError: If the experiment does not exist or has no finished run.
+        AnobenchError: If there is no store at the URI, or the experiment does not exist or has
+            no finished run.
     """
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri or default_tracking_uri()
+    try:
+        require_store(uri)
+    except StoreError as error:
+        raise StoreError(f"no experiment {experiment!r}: {error}") from None
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise AnobenchError(f"no experiment {experiment!r} in {uri}")
+    with store_lock(uri):
+        reap_orphans(client, [found.experiment_id])
     runs, token = [], None
     while True:
         page = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
@@ -95,8 +112,10 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
         text = run.data.tags.get("config_json") or Path(client.download_artifacts(run.info.run_id, "config.json")).read_text()
         config = _config(text)
         metrics = run.data.metrics
+        run_proxies = {name: _history(client, run, name) for name in RUN_PROXIES}
         for spec in config.scorers:
             history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric_key("auroc", spec)))
+            proxies = {**run_proxies, **{name: _history(client, run, name, spec) for name in SCORER_PROXIES}}
             steps = history[-1][0] if history else ""
             row = {
                 "run_key": key, "mlflow_run_id": run.info.run_id, "finished_at": _iso(run.info.end_time),
@@ -108,7 +127,11 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
                 "steps": steps, "train_wall_s": metrics.get("train_wall_s", np.nan),
                 "images_per_s": metrics.get("images_per_s", np.nan),
                 "total_wall_s": round((run.info.end_time - run.info.start_time) / 1000, 3),
-                "config_json": config.to_json(), **config_columns(config),
+                "config_json": config.to_json(),
+                **{name: values.get(max(values), np.nan) if values else np.nan for name, values in proxies.items()},
+                **{name: metrics.get(metric_key(name, spec), np.nan) for name in THRESHOLD_COLUMNS if name != "threshold_source"},
+                "threshold_source": run.data.tags.get(metric_key("threshold_source", spec), ""),
+                **config_columns(config),
                 **{column: run.data.tags.get(tag, "") for column, tag in ENVIRONMENT_TAGS.items()},
                 "schema_version": SCHEMA_VERSION,
             }
@@ -116,12 +139,22 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
             if len(history) > 1:
                 for step, value in history:
                     curves.append({**{c: row[c] for c in GROUP}, "run_key": key, "normal_class_name": row["normal_class_name"],
-                                   "seed": config.seed, "step": step, "progress": step / max(history[-1][0], 1), "auroc": value})
+                                   "seed": config.seed, "step": step, "progress": step / max(history[-1][0], 1), "auroc": value,
+                                   **{name: values.get(step, np.nan) for name, values in proxies.items()}})
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     curve_frame = pd.DataFrame(curves)
     if len(curve_frame):
         curve_frame = curve_frame.sort_values(GROUP + ["normal_class_name", "seed", "step"], ignore_index=True)
     return frame.sort_values(GROUP + ["normal_class_name", "seed"], ignore_index=True), curve_frame
+
+
+def _history(client: Any, run: Any, name: str, spec: str | None = None) -> dict[int, float]:
+    """``{step: value}`` of a proxy metric of a run (a scorer's with ``spec``); empty if never
+    logged (runs before schema version 4, proxies that were skipped)."""
+    key = metric_key(name) if spec is None else metric_key(name, spec)
+    if key not in run.data.metrics:
+        return {}
+    return {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
 
 
 def per_class_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -190,6 +223,24 @@ def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
     order = GROUP[:3] + ["rank"] + GROUP[3:]
     rest = [c for c in table.columns if c not in order]
     return table[order + rest].sort_values(ARENA + ["rank", "objective", "scorer"], ignore_index=True)
+
+
+def selection_markdown(selection: pd.DataFrame) -> str:
+    """``selection.csv`` as a Markdown section: does each label-free proxy pick what test AUROC
+    would pick (test labels only evaluate the proxies, never choose)."""
+    columns = ["scorer", "proxy", "better", "selects", "contexts", "Spearman [95% CI]", "regret, points [95% CI]",
+               "random pick, points"]
+    rows = [[r["scorer"], r["proxy"], r["direction"], r["level"], r["n_contexts"],
+             f"{number_cell(r['spearman'], '.2f')} [{number_cell(r['spearman_low'], '.2f')}, "
+             f"{number_cell(r['spearman_high'], '.2f')}]",
+             f"{number_cell(r['regret_points'], '.2f')} [{number_cell(r['regret_low'], '.2f')}, "
+             f"{number_cell(r['regret_high'], '.2f')}]",
+             number_cell(r["regret_random_points"], ".2f")] for _, r in selection.iterrows()]
+    return ("## Label-free selection (selection.csv)\n\nSpearman correlation of each proxy with test AUROC, "
+            "and the regret of choosing by it against the oracle, over the choices of an objective per class "
+            "and seed (`objective`) and of a checkpoint per run (`checkpoint`); classes are resampled for the "
+            "intervals. Test labels only evaluate the proxies here.\n\n"
+            + "\n".join(pipe_table(columns, rows, right=set(columns[4:]))) + "\n")
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -300,14 +351,20 @@ def write_leaderboard(
     import matplotlib.pyplot as plt
 
     from anobench.comparison import comparison_markdown, convergence_summary, convergence_table, paired_table
+    from anobench.selection import selection_table
     from anobench.selection_inflation import selection_inflation
 
     rows, curves = load_runs(tracking_uri, experiment)
     folder = output_dir / experiment
     table = leaderboard_table(rows)
     texts: dict[str, str] = {}
+    selection = None
     if len(curves):
         texts["selection_inflation.csv"] = selection_inflation(curves).to_csv(index=False)
+        measured = [p for p in PROXIES if p in curves and curves[p].notna().any()]
+        if measured:
+            selection = selection_table(curves, measured)
+            texts["selection.csv"] = selection.to_csv(index=False)
     if reference is not None:
         paired, convergence = paired_table(rows, reference), convergence_table(curves, reference)
         by_pair = paired_table(rows, reference, unit="class_seed")
@@ -326,7 +383,8 @@ def write_leaderboard(
     _write_text(paths["runs.csv"], rows.to_csv(index=False))
     _write_text(paths["per_class.csv"], per_class_table(rows).to_csv(index=False))
     _write_text(paths["leaderboard.csv"], table.to_csv(index=False))
-    _write_text(paths["leaderboard.md"], f"# Leaderboard: {experiment}\n\n" + markdown_table(table))
+    _write_text(paths["leaderboard.md"], f"# Leaderboard: {experiment}\n\n" + markdown_table(table)
+                + ("" if selection is None else "\n" + selection_markdown(selection)))
     for name, figure in (("auroc_curves.png", curves_figure(curves)), ("per_class_auroc.png", per_class_figure(rows))):
         figure.savefig(paths[name], dpi=100)
         plt.close(figure)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import functools
 import platform
 import time
-from dataclasses import dataclass
+import dataclasses
+import math
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -31,13 +33,19 @@ from anobench.config import RunConfig
 from anobench.data import OneClassTask, load_dataset, load_exposure_images, one_class_task
 from anobench.errors import AnobenchError, ConfigError
 from anobench.device import memory_format, resolve_device
+from anobench.data.holdout import holdout_split
+from anobench.detector import detector_state, log_detector
 from anobench.evaluation import FeatureViews, ScorerResult, build_scorers, check_compatible, score_all
+from anobench.label_free import (
+    THRESHOLD_COLUMNS, HeldOut, calibrated_threshold, evaluation_proxies, is_proxy_key, proxy_columns,
+)
 from anobench.models import ContrastiveModel
 from anobench.objectives import get_objective
 from anobench.outliers import get_generator
 from anobench.plots import roc_figure
+from anobench.plugins import plugin_tags
 from anobench.provenance import ENVIRONMENT_TAGS, environment_record
-from anobench.results_csv import SCHEMA_VERSION, append_rows, config_columns
+from anobench.results_csv import SCHEMA_VERSION, ResultsWriteError, append_rows, check_writable, config_columns
 from anobench.tracking import MlflowRun, MlflowTracker, git_commit, metric_key
 from anobench.training import StepInfo, TrainResult, embed, train
 
@@ -47,7 +55,7 @@ CROP_ENSEMBLE_RECIPE = AugmentRecipe(
     crop_scale=(0.55, 1.0), crop_ratio=(3 / 4, 4 / 3), jitter=(0.0, 0.0, 0.0, 0.0), jitter_p=0.0,
     blur_p=0.0,
 )
-"""The crop ensemble's random crops (method.md §6): RandomResizedCrop(scale 0.55-1) alone."""
+"""The crop ensemble's random crops (docs/method.md §6): RandomResizedCrop(scale 0.55-1) alone."""
 
 
 @dataclass
@@ -62,6 +70,9 @@ class RunResult:
         train: Training statistics.
         scorer_results: Scores and metrics of every scorer.
         total_wall_s: Wall time of the whole run, data loading and scoring included.
+        proxies: The label-free proxies of the final model (:mod:`anobench.label_free`).
+        thresholds: Per scorer spec, the calibrated threshold and the test rates at it
+            (:data:`anobench.label_free.THRESHOLD_COLUMNS`).
     """
 
     config: RunConfig
@@ -71,6 +82,19 @@ class RunResult:
     train: TrainResult
     scorer_results: list[ScorerResult]
     total_wall_s: float
+    proxies: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, dict[str, float | str]] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of the model: scorer results, proxies, held-out normals' scores by spec,
+    and the features scored (the logged detector stores their training side)."""
+
+    results: list[ScorerResult]
+    proxies: dict[str, float]
+    held_out_scores: dict[str, np.ndarray]
+    views: FeatureViews
 
 
 def checked_build(what: str, factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -108,6 +132,7 @@ def run_tags(config: RunConfig, split: str, normal_class_name: str, device: torc
         "torch.version": torch.__version__,
         "python.version": platform.python_version(),
         **{tag: str(environment[field]) for field, tag in ENVIRONMENT_TAGS.items()},
+        **plugin_tags(config),
     }
 
 
@@ -166,12 +191,27 @@ def _log_convergence(run: MlflowRun, trained: TrainResult, results: list[ScorerR
 # --- end of convergence and resume records ---
 
 
+def _log_label_free(run: MlflowRun, trained: TrainResult, proxies: dict[str, float],
+                    thresholds: dict[str, dict[str, float | str]]) -> None:
+    """The proxies at every evaluation and at the end, and each scorer's threshold: metrics
+    ``rankme``, ``val_auroc/<spec>``, ..., ``threshold/<spec>``, ``fpr_at_threshold/<spec>``,
+    ``tpr_at_threshold/<spec>``; tag ``threshold_source/<spec>``. Empty values are not logged."""
+    history = [(step, {k: v for k, v in m.items() if is_proxy_key(k)}) for step, m in trained.eval_history]
+    for step, values in [*history, (trained.steps, proxies)]:
+        run.log_metrics({metric_key(*key.split("/", 1)): v for key, v in values.items() if math.isfinite(v)}, step=step)
+    for spec, threshold in thresholds.items():
+        run.log_metrics({metric_key(name, spec): float(threshold[name]) for name in THRESHOLD_COLUMNS
+                         if name != "threshold_source" and math.isfinite(float(threshold[name]))}, step=trained.steps)
+        run.set_tags({metric_key("threshold_source", spec): str(threshold["threshold_source"])})
+
+
 def run_experiment(
     config: RunConfig,
     tracker: MlflowTracker | None = None,
     results_csv: Path | str | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    log_model: bool = True,
 ) -> RunResult:
     """Train one encoder, score its embeddings with every scorer, and record the results.
 
@@ -182,6 +222,7 @@ def run_experiment(
         on_step: Progress callback, called after every training step.
         checkpoint: Resume training from it if it exists, save to it during training, and
             delete it once the run is recorded.
+        log_model: Log the detector as the run's MLflow model (:mod:`anobench.detector`).
 
     Under ``torchrun --nproc_per_node=N`` (WORLD_SIZE > 1) the run trains once over N processes
     with DistributedDataParallel: each process composes 1/N of every batch from its 1/N of the
@@ -192,8 +233,13 @@ def run_experiment(
     Only rank 0 scores, tracks and writes the CSV; the other ranks return a result without
     scorer results.
 
+    A run whose CSV rows cannot be written (a full disk) is marked FAILED in MLflow, with the
+    error in the tag ``anobench.csv_error``: a FINISHED run always has its rows.
+
     Raises:
-        AnobenchError: For bad names, settings or data (checked before training starts).
+        AnobenchError: For bad names, settings or data, a store or results CSV that cannot be
+            written (checked before training starts), or CSV rows that could not be written
+            (:class:`~anobench.results_csv.ResultsWriteError`, after training).
     """
     started = time.perf_counter()
     if not isinstance(config, RunConfig):
@@ -201,6 +247,10 @@ def run_experiment(
     if not isinstance(results_csv, (str, Path, type(None))):
         raise ConfigError(f"results_csv must be a path or None, got {results_csv!r}")
     results_csv = None if results_csv is None else Path(results_csv)
+    if tracker is not None:
+        tracker.prepare()  # a store or CSV that cannot be written fails here, not after training
+    if results_csv is not None:
+        check_writable(results_csv)
     device = resolve_device(config.device)
     # --- one run over several processes (torchrun); docs/sweeps.md ---
     world, rank = distributed.launched_world_size(), distributed.launched_rank()
@@ -225,6 +275,12 @@ def run_experiment(
     make_outliers = checked_build(f"outliers {config.outliers!r}", get_generator, config.outliers,
                                   **exposure)
     task = one_class_task(dataset, config.normal_class)
+    # Held-out normals (--val-fraction) leave the task before anything trains on or makes
+    # outliers from its training images: they only validate and calibrate (docs/selection.md).
+    holdout = holdout_split(len(task.train_images), config.val_fraction, config.seed)
+    held_out = HeldOut.build(task.train_images[holdout.validation],
+                             config.resolved_val_outliers() if config.val_fraction else "", config.seed)
+    task = dataclasses.replace(task, train_images=task.train_images[holdout.train])
     config.check_data_size(len(task.train_images))
     config.check_device_type(device.type)
     # Keep only what the run still reads: the other classes' training images are dead weight.
@@ -261,9 +317,10 @@ def run_experiment(
 
     crop_augmenter = BatchAugmenter(CROP_ENSEMBLE_RECIPE, config.image_size, CIFAR10_MEAN, CIFAR10_STD)
 
-    def score(checkpoint: bool = False) -> list[ScorerResult]:
-        """Every scorer on the model as it is now (features embedded afresh); at an evaluation
-        checkpoint, only those that run there (``Scorer.at_checkpoints``)."""
+    def score(checkpoint: bool = False, train_loss: float = math.nan) -> Evaluation:
+        """Every scorer on the model as it is now (features embedded afresh), and the label-free
+        proxies; at an evaluation checkpoint, only the scorers that run there
+        (``Scorer.at_checkpoints``)."""
         views = FeatureViews(
             embed=functools.partial(embed, model, cfg=cfg, device=device),
             test_transform=functools.partial(
@@ -276,23 +333,37 @@ def run_experiment(
             train_images=task.train_images, test_images=task.test_images, objective=objective,
         )
         chosen = {s: sc for s, sc in scorers.items() if sc.at_checkpoints or not checkpoint}
-        return score_all(chosen, views, task.test_is_anomaly)
+        results = score_all(chosen, views, task.test_is_anomaly)
+        proxies, held_out_scores = evaluation_proxies(model, views, chosen, held_out, augmenter, train_loss)
+        return Evaluation(results, proxies, held_out_scores, views)
+
+    def measure(train_loss: float) -> dict[str, float]:
+        """What an evaluation checkpoint records: each scorer's test AUROC and every proxy."""
+        evaluation = score(checkpoint=True, train_loss=train_loss)
+        return {**{r.spec: r.metrics["auroc"] for r in evaluation.results}, **evaluation.proxies}
 
     def fit() -> TrainResult:
         trained = train(
             trained_model, objective, composer, augmenter, cfg, total_steps, steps_per_epoch,
             generator, on_step if rank == 0 else None,
             checkpoint=checkpoint,  # checkpoint/AULC hooks: see docs/sweeps.md
-            evaluate=(lambda: {r.spec: r.metrics["auroc"] for r in score(checkpoint=True)}) if rank == 0 else None,
+            evaluate=measure if rank == 0 else None,
             eval_steps=eval_steps(config.eval_checkpoints, total_steps),
         )
         if world > 1:
             distributed.leave(own_group)  # rank 0 then scores as a single process
         return trained
 
-    def evaluate() -> tuple[TrainResult, list[ScorerResult]]:
+    def evaluate() -> tuple[TrainResult, Evaluation, dict[str, dict[str, float | str]]]:
         trained = fit()
-        return trained, score()
+        final = score(train_loss=trained.loss_since_last_eval)
+        labels = task.test_is_anomaly.numpy()
+        thresholds = {
+            r.spec: calibrated_threshold(scorers[r.spec], final.held_out_scores.get(r.spec), r.scores, labels,
+                                         config.target_fpr)
+            for r in final.results
+        }
+        return trained, final, thresholds
 
     if rank != 0:
         trained = fit()
@@ -300,21 +371,27 @@ def run_experiment(
                          time.perf_counter() - started)
     run_id = None
     if tracker is None:
-        trained, results = evaluate()
+        trained, final, thresholds = evaluate()
     else:
         name = f"{config.objective}-{config.dataset}-{task.normal_class_name}-s{config.seed}"
         with tracker.start_run(name, run_tags(config, split, task.normal_class_name, device)) as run:
             run.log_params(config.flat_params())
-            trained, results = evaluate()
-            _log_outputs(run, config, task, test_labels, trained, results)
-            _log_convergence(run, trained, results)
+            trained, final, thresholds = evaluate()
+            _log_outputs(run, config, task, test_labels, trained, final.results)
+            _log_convergence(run, trained, final.results)
+            _log_label_free(run, trained, final.proxies, thresholds)
+            if log_model:
+                log_detector(run.run_id, tracker.tracking_uri, detector_state(
+                    config, task.normal_class_name, model, objective, scorers, final.views,
+                    final.held_out_scores, thresholds))
             run_id = run.run_id
+    results = final.results
     total = time.perf_counter() - started
     if results_csv is not None:
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
         environment = environment_record(device)
         curves = convergence_curves(trained, results)
-        append_rows(results_csv, [
+        rows = [
             {
                 "run_key": config.key(), "mlflow_run_id": run_id or "", "finished_at": finished,
                 "objective": config.objective, "outliers": config.outliers,
@@ -324,10 +401,18 @@ def run_experiment(
                 "train_wall_s": round(trained.wall_s, 3), "images_per_s": round(trained.images_per_s, 1),
                 "total_wall_s": round(total, 3), "config_json": config.to_json(),
                 "aulc": aulc(curves[r.spec], trained.steps) if r.spec in curves else "",
+                **proxy_columns(final.proxies, r.spec), **thresholds[r.spec],
                 **config_columns(config), **environment, "schema_version": SCHEMA_VERSION,
             }
             for r in results
-        ])
+        ]
+        try:
+            append_rows(results_csv, rows)
+        except ResultsWriteError as error:
+            if tracker is not None and run_id is not None:  # FINISHED must mean "rows recorded"
+                tracker.mark_failed(run_id, {"anobench.csv_error": str(error)[:5000]})
+            raise
     if checkpoint is not None:
         checkpoint.clear()
-    return RunResult(config, run_id, task.normal_class_name, split, trained, results, total)
+    return RunResult(config, run_id, task.normal_class_name, split, trained, results, total, final.proxies,
+                     thresholds)

@@ -4,8 +4,9 @@
 task): it records the run in MLflow and the results CSV, saving checkpoints as it trains, and
 turns any error into a failed :class:`RunOutcome` instead of raising. :func:`plan` drops the runs
 whose key is already finished in the tracking store or in exported results CSVs.
-:class:`LocalExecutor` runs one worker process per GPU (pinned with ``CUDA_VISIBLE_DEVICES``) or
-N CPU workers with the CPU threads split between them; a queue hands out the runs.
+:class:`LocalExecutor` runs N worker processes per GPU (pinned with ``CUDA_VISIBLE_DEVICES``;
+N from ``runs_per_device``, see :mod:`anobench.packing`) or N CPU workers, with the CPU threads
+split between them; a queue hands out the runs.
 
 Example:
     >>> configs = expand(SweepSpec(objectives=("firm", "simclr"), presets=("smoke",)))  # doctest: +SKIP
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import ctypes
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -26,10 +28,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Protocol
 
 from anobench.config import RunConfig
-from anobench.store_lock import LockedMlflowTracker, store_lock
+from anobench.interrupts import check_interrupted
+from anobench.packing import (
+    DeviceInventory,
+    Probe,
+    RunsPerDevice,
+    choose_runs_per_device,
+    heaviest,
+    is_out_of_memory,
+    probe_in_subprocess,
+)
+from anobench.results_csv import check_writable
+from anobench.run_ownership import RunClaimed, claim_run, reap_orphans, search_runs
+from anobench.store_lock import LockedMlflowTracker
 
 PROGRESS_INTERVAL_S = 0.5
 
@@ -45,6 +59,7 @@ class SweepOptions:
         checkpoint_dir: Folder of the training checkpoints (``<experiment>/<run key>.pt``).
         checkpoint_every: Steps between checkpoints; None: ten per run.
         done_csvs: More results CSVs whose ``run_key`` rows count as finished runs.
+        log_model: Log each run's detector as its MLflow model (:mod:`anobench.detector`).
     """
 
     experiment: str
@@ -53,6 +68,7 @@ class SweepOptions:
     checkpoint_dir: Path
     checkpoint_every: int | None = None
     done_csvs: tuple[Path, ...] = ()
+    log_model: bool = True
 
     @staticmethod
     def resolve(
@@ -88,6 +104,10 @@ class RunOutcome:
         run_id: The MLflow run id (None if the run failed before it was created).
         resumed_from_step: Step a checkpoint resumed it from (0: fresh).
         auroc: Final AUROC by scorer spec.
+        elsewhere: Why the run was left to another process (another sweep runs or ran its
+            key); such a run neither finished here nor failed.
+        retried_alone: The out-of-memory error of an earlier attempt that shared its GPU; the
+            run was then retried alone on a GPU (this outcome is the retry's).
     """
 
     key: str
@@ -98,6 +118,8 @@ class RunOutcome:
     run_id: str | None = None
     resumed_from_step: int = 0
     auroc: dict[str, float] = field(default_factory=dict)
+    elsewhere: str | None = None
+    retried_alone: str | None = None
 
 
 def run_label(config: RunConfig) -> str:
@@ -108,6 +130,14 @@ def run_label(config: RunConfig) -> str:
 
 Progress = Callable[[int, int], None]
 """``progress(step, total_steps)``."""
+
+
+class SweepTracker(LockedMlflowTracker):
+    """The tracker of a sweep's runs: it creates a run only once it has claimed the run key
+    (:func:`anobench.run_ownership.claim_run`), so sweeps of one experiment share the work."""
+
+    def _claim(self, client: Any, experiment_id: str, tags: dict[str, str]) -> None:
+        claim_run(client, experiment_id, tags["run_key"])
 
 
 def run_one(config: RunConfig, options: SweepOptions, progress: Progress | None = None) -> RunOutcome:
@@ -124,9 +154,12 @@ def run_one(config: RunConfig, options: SweepOptions, progress: Progress | None 
     on_step = None if progress is None else (lambda info: progress(info.step, info.total_steps))
     try:
         result = run_experiment(
-            config, tracker=LockedMlflowTracker(options.tracking_uri, options.experiment),
+            config, tracker=SweepTracker(options.tracking_uri, options.experiment),
             results_csv=options.results_csv, on_step=on_step, checkpoint=checkpoint,
+            log_model=options.log_model,
         )
+    except RunClaimed as claimed:
+        return RunOutcome(key, label, ok=False, wall_s=time.perf_counter() - started, elsewhere=str(claimed))
     except Exception as error:  # recorded (MLflow run FAILED + tag), and the sweep goes on
         return RunOutcome(key, label, ok=False, error=f"{type(error).__name__}: {error}",
                           wall_s=time.perf_counter() - started)
@@ -139,23 +172,14 @@ def run_one(config: RunConfig, options: SweepOptions, progress: Progress | None 
     )
 
 
-def _search_runs(client: Any, experiment_id: str, status: str) -> Iterator[Any]:
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], f"attributes.status = '{status}'",
-                                  max_results=1000, page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
 def csv_run_keys(path: Path) -> set[str]:
-    """The ``run_key`` values of a results CSV (empty if the file does not exist)."""
+    """The ``run_key`` values of a results CSV's whole rows (empty if the file does not exist);
+    a row torn by a full disk, with too few or too many fields, counts for nothing."""
     if not path.exists():
         return set()
     with path.open(newline="") as handle:
-        return {row["run_key"] for row in csv.DictReader(handle) if row.get("run_key")}
+        return {row["run_key"] for row in csv.DictReader(handle)
+                if row.get("run_key") and None not in row and None not in row.values()}
 
 
 @dataclass
@@ -170,10 +194,12 @@ def plan(configs: list[RunConfig], options: SweepOptions) -> Plan:
     """Split ``configs`` into pending and finished runs, by key.
 
     A run is finished if the experiment holds a FINISHED MLflow run with its ``run_key`` tag, or
-    a results CSV (the sweep's own or one of ``done_csvs``) holds its key. MLflow runs of pending
-    keys still marked RUNNING were left by a killed sweep: they are marked KILLED, so the store
-    keeps one finished run per key; checkpoints of finished runs are deleted. The experiment is
-    created here, once, before any worker.
+    a results CSV (the sweep's own or one of ``done_csvs``) holds its key. RUNNING MLflow runs
+    whose process is gone (a killed sweep's), and those of pending keys whose process cannot be
+    checked, are marked KILLED (:func:`anobench.run_ownership.reap_orphans`), so the store keeps
+    one finished run per key; runs of a live process (another sweep of this experiment) stay
+    RUNNING, and the workers claim each key before running it. Checkpoints of finished runs are
+    deleted. The experiment is created here, once, before any worker.
 
     A run is recorded in MLflow before its CSV rows are appended, so a kill between the two
     leaves a finished run without rows; ``anobench leaderboard`` regenerates them from MLflow.
@@ -184,15 +210,13 @@ def plan(configs: list[RunConfig], options: SweepOptions) -> Plan:
     tracker = LockedMlflowTracker(options.tracking_uri, options.experiment)
     client = tracker._client()
     experiment_id = tracker.experiment_id(client)
-    done |= {r.data.tags.get("run_key") for r in _search_runs(client, experiment_id, "FINISHED")}
+    done |= {r.data.tags.get("run_key") for r in search_runs(client, [experiment_id], "attributes.status = 'FINISHED'")}
     pending = [c for c in configs if c.key() not in done]
     pending_keys = {c.key() for c in pending}
     for config in configs:  # a run killed after it was recorded left its checkpoint behind
         if config.key() not in pending_keys:
             (options.checkpoint_dir / options.experiment / f"{config.key()}.pt").unlink(missing_ok=True)
-    for run in _search_runs(client, experiment_id, "RUNNING"):
-        if run.data.tags.get("run_key") in pending_keys:
-            client.set_terminated(run.info.run_id, status="KILLED")
+    reap_orphans(client, [experiment_id], frozenset(pending_keys))
     return Plan(pending, [c for c in configs if c.key() in done])
 
 
@@ -236,17 +260,25 @@ class WorkerSlot:
     threads: int
 
 
-def worker_slots(workers: int | None, gpus: int, cpus: int) -> list[WorkerSlot]:
-    """One worker per GPU (or ``workers`` of them, round-robin over the GPUs), each seeing only
-    its GPU; without GPUs ``workers`` (default 1) CPU workers sharing the cores evenly."""
+def worker_slots(workers: int | None, gpus: int, cpus: int, runs_per_device: int = 1) -> list[WorkerSlot]:
+    """``runs_per_device`` workers per GPU (or ``workers`` of them, round-robin over the GPUs),
+    each seeing only its GPU; without GPUs ``workers`` (default 1) CPU workers. The workers share
+    the CPU cores evenly. Workers of one GPU are named ``gpu<i>.<k>`` when it has several.
+
+    Example:
+        >>> [s.name for s in worker_slots(None, gpus=2, cpus=12, runs_per_device=2)]
+        ['gpu0.0', 'gpu1.0', 'gpu0.1', 'gpu1.1']
+    """
     if workers is not None and workers < 1:
         from anobench.errors import ConfigError
 
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     if gpus > 0:
-        n = workers or gpus
+        n = workers or gpus * runs_per_device
         threads = max(1, cpus // n)
-        return [WorkerSlot(f"gpu{i % gpus}", {"CUDA_VISIBLE_DEVICES": str(i % gpus), "OMP_NUM_THREADS": str(threads)},
+        shared = n > gpus
+        return [WorkerSlot(f"gpu{i % gpus}.{i // gpus}" if shared else f"gpu{i}",
+                           {"CUDA_VISIBLE_DEVICES": str(i % gpus), "OMP_NUM_THREADS": str(threads)},
                            threads) for i in range(n)]
     n = workers or 1
     threads = max(1, cpus // n)
@@ -291,26 +323,87 @@ class LocalExecutor:
     """Worker processes on this machine, fed from one queue.
 
     Args:
-        workers: Number of workers; None: one per GPU, or 1 without GPUs.
+        workers: Number of workers; None: ``runs_per_device`` per GPU, or 1 without GPUs. With
+            GPUs, ``workers`` spreads round-robin over them and ``runs_per_device`` must stay auto.
         run_fn: The run function (a picklable module-level callable); tests swap it.
+        runs_per_device: Concurrent runs per GPU, or ``"auto"`` (a probe measures one run;
+            :mod:`anobench.packing`). Without GPUs only ``"auto"`` is allowed, and it means nothing.
+        inventory: The GPUs and CPU cores to schedule on; None detects this machine's.
+        probe: Measures one run on a GPU for ``auto`` (tests inject a fake).
+        say: Receives one-line notes: the packing chosen and why, out-of-memory retries.
+
+    Raises:
+        ConfigError: For ``workers`` < 1, or a number of runs per device without GPUs or with
+            ``workers``.
     """
 
     workers: int | None = None
     run_fn: RunFn = run_one
+    runs_per_device: RunsPerDevice = "auto"
+    inventory: DeviceInventory | None = None
+    probe: Callable[[RunConfig], Probe] = probe_in_subprocess
+    say: Callable[[str], None] = lambda _line: None
 
     def __post_init__(self) -> None:
-        self.slots = worker_slots(self.workers, gpu_count(), cpu_count())
+        from anobench.errors import ConfigError
+
+        self.inventory = self.inventory or DeviceInventory.detect()
+        if self.runs_per_device != "auto" and self.inventory.gpus == 0:
+            raise ConfigError(f"--runs-per-device {self.runs_per_device} needs a GPU, and none is visible; "
+                              "on the CPU, --workers sets the concurrent runs")
+        if self.runs_per_device != "auto" and self.workers is not None:
+            raise ConfigError(f"--workers {self.workers} and --runs-per-device {self.runs_per_device} both set "
+                              "the workers of the GPUs; give one")
+        self.measured = self.inventory.gpus > 0 and self.workers is None and self.runs_per_device == "auto"
+        fixed = 1 if self.runs_per_device == "auto" else self.runs_per_device
+        self.slots = worker_slots(self.workers, self.inventory.gpus, self.inventory.cpus, fixed)
         self.workers = len(self.slots)
 
+    def packing(self, configs: list[RunConfig]) -> list[WorkerSlot]:
+        """The workers for ``configs``: with GPUs, no ``workers`` given and ``auto``, N per GPU
+        from a probe of the heaviest config (and :attr:`say` tells N and why); else :attr:`slots`."""
+        assert self.inventory is not None
+        if not self.measured or not configs:
+            return self.slots
+        gpus = self.inventory.gpus
+        choice = choose_runs_per_device(self.probe(heaviest(configs)), self.inventory.cpus // gpus)
+        self.say(choice.reason)
+        return worker_slots(None, gpus, self.inventory.cpus, choice.runs)
+
     def run(self, configs: list[RunConfig], options: SweepOptions, events: Events) -> list[RunOutcome]:
-        """Run ``configs`` on the workers; a worker that dies fails its run and is replaced."""
+        """Run ``configs`` on the workers (:meth:`packing`); a worker that dies fails its run and
+        is replaced; a run that ran out of GPU memory beside others is retried alone afterwards,
+        one worker per GPU."""
+        assert self.inventory is not None
+        slots = self.packing(configs)[:len(configs)]  # round-robin order: the GPUs stay evenly used
+        self.workers = len(slots)
+        shared = len(slots) > self.inventory.gpus > 0
+        hold = is_out_of_memory if shared else (lambda _error: False)
+        outcomes = {o.key: o for o in self._run_on(slots, configs, options, events, hold)}
+        again = [c for c in configs if hold(outcomes[c.key()].error)]
+        if not again:
+            return [outcomes[c.key()] for c in configs]
+        for config in again:
+            self.say(f"{run_label(config)} [{config.key()}] ran out of GPU memory beside other runs "
+                     f"({outcomes[config.key()].error}); retrying it alone")
+        alone = worker_slots(None, self.inventory.gpus, self.inventory.cpus)
+        self.workers = len(alone)
+        for outcome in self._run_on(alone, again, options, events, lambda _error: True):
+            outcomes[outcome.key] = dataclasses.replace(outcome, retried_alone=outcomes[outcome.key].error)
+            events.finished(outcomes[outcome.key])
+        return [outcomes[c.key()] for c in configs]
+
+    def _run_on(self, slots: list[WorkerSlot], configs: list[RunConfig], options: SweepOptions, events: Events,
+                hold: Callable[[str | None], bool]) -> list[RunOutcome]:
+        """Run ``configs`` on ``slots``; outcomes whose error ``hold`` accepts are returned but not
+        reported (the caller retries them)."""
         ctx = multiprocessing.get_context("spawn")
         # A SimpleQueue writes each event before put() returns, so a worker that dies right
         # after taking a run has still told which run it took.
         tasks, inbox = ctx.Queue(), ctx.SimpleQueue()
         for config in configs:
             tasks.put(config)
-        for _ in self.slots:
+        for _ in slots:
             tasks.put(None)
         labels = {c.key(): run_label(c) for c in configs}
 
@@ -331,13 +424,14 @@ class LocalExecutor:
                         os.environ[k] = v
             return process
 
-        processes = {slot.name: (slot, start(slot)) for slot in self.slots}
+        processes = {slot.name: (slot, start(slot)) for slot in slots}
         current: dict[str, str] = {}  # worker -> key of the run it works on
         outcomes: dict[str, RunOutcome] = {}
         try:
             while len(outcomes) < len(configs):
                 if inbox.empty():
                     time.sleep(0.2)
+                    check_interrupted()  # a SIGTERM whose exception Python dropped
                     dead = [name for name, (_, process) in processes.items()
                             if not process.is_alive() and process.exitcode != 0]
                     if not inbox.empty():  # a dead worker's last events come first
@@ -349,7 +443,8 @@ class LocalExecutor:
                             outcome = RunOutcome(key, labels[key], ok=False,
                                                  error=f"worker process died (exit code {process.exitcode})")
                             outcomes[key] = outcome
-                            events.finished(outcome)
+                            if not hold(outcome.error):
+                                events.finished(outcome)
                         processes[name] = (slot, start(slot))
                     if all(p.exitcode == 0 for _, p in processes.values()) and inbox.empty():
                         break
@@ -365,7 +460,8 @@ class LocalExecutor:
                     outcome = event[1]
                     current = {w: k for w, k in current.items() if k != outcome.key}
                     outcomes[outcome.key] = outcome
-                    events.finished(outcome)
+                    if not hold(outcome.error):
+                        events.finished(outcome)
         finally:
             for _, process in processes.values():
                 if process.is_alive():
@@ -396,7 +492,8 @@ class SweepReport:
     """What a sweep did.
 
     Attributes:
-        outcomes: One per run it ran (finished or failed), in grid order.
+        outcomes: One per run it took (finished, failed, or left to another process that runs
+            its key), in grid order.
         skipped: Keys of the runs that were already finished.
         wall_s: Wall time of the sweep.
     """
@@ -408,7 +505,12 @@ class SweepReport:
     @property
     def failed(self) -> list[RunOutcome]:
         """The runs that failed."""
-        return [o for o in self.outcomes if not o.ok]
+        return [o for o in self.outcomes if not o.ok and o.elsewhere is None]
+
+    @property
+    def elsewhere(self) -> list[RunOutcome]:
+        """The runs left to another process that runs (or ran) their key."""
+        return [o for o in self.outcomes if o.elsewhere is not None]
 
 
 def run_sweep(configs: list[RunConfig], options: SweepOptions, executor: Executor,
@@ -421,10 +523,13 @@ def run_sweep(configs: list[RunConfig], options: SweepOptions, executor: Executo
         executor: Local workers or Ray.
         events: Live progress receiver.
         on_plan: Called with the plan before anything runs (the display sizes itself from it).
+
+    Raises:
+        AnobenchError: If the store or the results CSV cannot be written (before any run).
     """
     started = time.perf_counter()
-    with store_lock(options.tracking_uri):
-        pass  # creates the lock file's folder before workers race for it
+    SweepTracker(options.tracking_uri, options.experiment).prepare()
+    check_writable(options.results_csv)
     the_plan = plan(configs, options)
     if on_plan is not None:
         on_plan(the_plan)

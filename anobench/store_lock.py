@@ -22,19 +22,41 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(tracking_uri[len(prefix):]) if tracking_uri.startswith(prefix) else None
 
 
+_held: dict[Path, int] = {}
+"""How deeply this process holds each store's lock: a second ``flock`` on a new descriptor of
+the same file would wait for the first, so nested holds (a claim around client calls) count."""
+
+
 @contextlib.contextmanager
 def store_lock(tracking_uri: str) -> Iterator[None]:
-    """Hold the store's write lock (a no-op for stores that are not sqlite files)."""
+    """Hold the store's write lock (a no-op for stores that are not sqlite files); nested holds
+    in one process are free.
+
+    Example:
+        >>> with store_lock("sqlite:///mlflow.db"), store_lock("sqlite:///mlflow.db"):
+        ...     Path("mlflow.db.lock").exists()
+        True
+    """
     db = sqlite_path(tracking_uri)
     if db is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{db}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    db = db.absolute()
+    if _held.get(db):
+        _held[db] += 1
         try:
             yield
         finally:
+            _held[db] -= 1
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _held[db] = 1
+        try:
+            yield
+        finally:
+            _held[db] = 0
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -56,7 +78,13 @@ class _LockedClient:
 
 
 class LockedMlflowTracker(MlflowTracker):
-    """An :class:`~anobench.tracking.MlflowTracker` whose writes to a sqlite store are serialised."""
+    """An :class:`~anobench.tracking.MlflowTracker` whose writes to a sqlite store are
+    serialised; a run is created in one hold of the lock with the checks that precede it."""
 
     def _client(self) -> Any:
+        self.prepare()
         return _LockedClient(super()._client, self.tracking_uri)
+
+    def _create_run(self, client: Any, run_name: str, tags: dict[str, str]) -> str:
+        with store_lock(self.tracking_uri):
+            return super()._create_run(client, run_name, tags)

@@ -22,6 +22,7 @@ A sweep file::
     [run]
     steps = 40
     eval_checkpoints = 4
+    val_fraction = 0.1           # held-out normals for the label-free proxies and thresholds
     [objective_params.firm]
     tau = 0.2
 
@@ -49,16 +50,22 @@ from typing import Any
 
 from anobench.config import PRESETS, RunConfig, preset
 from anobench.errors import ConfigError
+from anobench.packing import parse_runs_per_device
 from anobench.specs import check_experiment_name
+from anobench.thresholds import DEFAULT_TARGET_FPR
 
 GRID_KEYS: tuple[str, ...] = ("objectives", "scorers", "outliers", "datasets", "classes", "seeds", "presets")
 TRAIN_OVERRIDES: tuple[str, ...] = ("epochs", "steps", "batch_size", "outlier_ratio", "width", "precision")
-RUN_KEYS: tuple[str, ...] = ("data_root", "oe_source", "image_size", "device", "eval_checkpoints", *TRAIN_OVERRIDES)
+RUN_KEYS: tuple[str, ...] = (
+    "data_root", "oe_source", "image_size", "device", "eval_checkpoints", "val_fraction", "val_outliers", "target_fpr",
+    *TRAIN_OVERRIDES, "runs_per_device",
+)
 TOP_KEYS: tuple[str, ...] = ("experiment", "grid", "run", "objective_params")
 _RUN_TYPES: dict[str, tuple[type, ...]] = {
     "data_root": (str,), "oe_source": (str,), "image_size": (int,), "device": (str,),
-    "eval_checkpoints": (int,), "epochs": (int,), "steps": (int,), "batch_size": (int,),
-    "outlier_ratio": (int, float), "width": (int, float), "precision": (str,),
+    "eval_checkpoints": (int,), "val_fraction": (int, float), "val_outliers": (str,), "target_fpr": (float,),
+    "epochs": (int,), "steps": (int,), "batch_size": (int,),
+    "outlier_ratio": (int, float), "width": (int, float), "precision": (str,), "runs_per_device": (int, str),
 }
 ALL_CLASSES = "all"
 MAX_RANGE = 10_000
@@ -78,7 +85,8 @@ class SweepSpec:
         seeds: Seeds.
         presets: Training presets.
         run: Shared run settings: any of :data:`RUN_KEYS` (train overrides apply on top of each
-            preset; ``steps`` wins over ``epochs``).
+            preset; ``steps`` wins over ``epochs``). ``runs_per_device`` (``"auto"`` or N) is
+            a scheduling setting: concurrent runs per GPU; it is not part of a run's config or key.
         objective_params: Constructor parameters per objective name.
         experiment: MLflow experiment (and results folder) of the sweep.
         more_grids: Further grids, each given by the grid keys (:data:`GRID_KEYS`) in which it
@@ -111,6 +119,8 @@ class SweepSpec:
             if unknown:
                 raise ConfigError(f"unknown grid key {unknown[0]!r}; valid keys: {', '.join(GRID_KEYS)}")
         check_experiment_name(self.experiment)
+        if "runs_per_device" in self.run:
+            parse_runs_per_device(self.run["runs_per_device"])
 
     def with_changes(self, **changes: Any) -> SweepSpec:
         """A copy with ``changes``; None values and empty tuples keep the current setting.
@@ -209,6 +219,8 @@ def _expand_grid(spec: SweepSpec, loaded_sets: dict[tuple, Any]) -> list[RunConf
             dataset=dataset, data_root=run.get("data_root"), normal_class=normal_class,
             image_size=run.get("image_size", 32), preset=preset_name, seed=seed,
             device=run.get("device", "auto"), eval_checkpoints=run.get("eval_checkpoints", 0),
+            val_fraction=float(run.get("val_fraction", 0.0)), val_outliers=run.get("val_outliers"),
+            target_fpr=run.get("target_fpr", DEFAULT_TARGET_FPR),
             train=trains[preset_name],
         )
 

@@ -18,6 +18,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
+from anobench.run_ownership import process_tags, reap_orphans
+
 DEFAULT_EXPERIMENT = "default"
 
 
@@ -103,29 +105,73 @@ class MlflowTracker:
     def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> None:
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.experiment = experiment
+        self._ready = False
+
+    def prepare(self) -> None:
+        """Check the store and create it if missing (:func:`anobench.store.ensure_store`); the
+        first client does this anyway, a caller does it early to fail before any work.
+
+        Raises:
+            anobench.store.StoreError: If the store cannot be used.
+        """
+        from anobench.store import ensure_store
+
+        if not self._ready:
+            ensure_store(self.tracking_uri)
+            self._ready = True
 
     def _client(self) -> Any:
         from mlflow.tracking import MlflowClient
 
+        self.prepare()
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def experiment_id(self, client: Any) -> str:
-        """The id of the experiment, creating it on first use."""
+        """The id of the experiment, creating it on first use (another process may create it
+        at the same moment: then its id)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
         found = client.get_experiment_by_name(self.experiment)
         if found is not None:
             return str(found.experiment_id)
-        return str(client.create_experiment(self.experiment))
+        try:
+            return str(client.create_experiment(self.experiment))
+        except MlflowException as error:
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+        return str(client.get_experiment_by_name(self.experiment).experiment_id)
+
+    def _claim(self, client: Any, experiment_id: str, tags: dict[str, str]) -> None:
+        """Make way for a new run with ``tags``: mark the experiment's orphaned runs KILLED
+        (a sweep's tracker also claims the run key here)."""
+        reap_orphans(client, [experiment_id])
+
+    def _create_run(self, client: Any, run_name: str, tags: dict[str, str]) -> str:
+        experiment_id = self.experiment_id(client)
+        self._claim(client, experiment_id, tags)
+        return str(client.create_run(experiment_id, run_name=run_name, tags={**tags, **process_tags()}).info.run_id)
+
+    def mark_failed(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set ``tags`` on a run that has ended and mark it FAILED (its results were not all
+        recorded)."""
+        client = self._client()
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+        client.set_terminated(run_id, status="FAILED")
 
     @contextlib.contextmanager
     def start_run(self, run_name: str, tags: dict[str, str]) -> Iterator[MlflowRun]:
-        """Open a run; it ends FINISHED, or FAILED if the body raises (and the error is kept)."""
+        """Open a run, tagged with its process (:mod:`anobench.run_ownership`); it ends FINISHED,
+        KILLED if interrupted (SIGINT, or SIGTERM under :func:`anobench.interrupts.sigterm_as_interrupt`),
+        or FAILED if the body raises; the error is kept in the tag ``anobench.error``."""
         client = self._client()
-        run = client.create_run(self.experiment_id(client), run_name=run_name, tags=tags)
-        active = MlflowRun(client, run.info.run_id)
+        run_id = self._create_run(client, run_name, tags)
+        active = MlflowRun(client, run_id)
         try:
             yield active
         except BaseException as error:
             active.set_tags({"anobench.error": f"{type(error).__name__}: {error}"[:5000]})
-            client.set_terminated(run.info.run_id, status="FAILED")
+            client.set_terminated(run_id, status="KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
             raise
-        client.set_terminated(run.info.run_id, status="FINISHED")
+        client.set_terminated(run_id, status="FINISHED")

@@ -19,7 +19,7 @@ case "${1:-}" in
     mkdir -p "$(dirname "$STORE")"
     if [ ! -f "$STORE" ] && [ -f "$SNAPSHOT" ]; then cp "$SNAPSHOT" "$STORE"; fi
     ANOBENCH_DATA_ROOT=$DATA exec nice ${STUDY_CPUS:+taskset -c "$STUDY_CPUS"} "$PY" -m anobench.cli sweep benchmarks/cifar10-cpu.toml --workers 1 \
-      --tracking-uri "sqlite:///$STORE"
+      --tracking-uri "sqlite:///$STORE" --no-log-model
     ;;
   export)
     "$PY" -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))' "$STORE" "$SNAPSHOT"

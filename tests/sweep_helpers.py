@@ -8,7 +8,7 @@ from pathlib import Path
 
 from anobench.config import RunConfig
 from anobench.results_csv import SCHEMA_VERSION, append_rows, config_columns
-from anobench.scheduler import RunOutcome, SweepOptions, run_label
+from anobench.scheduler import RunOutcome, SweepOptions, run_label, run_one
 from anobench.store_lock import LockedMlflowTracker
 
 
@@ -51,3 +51,12 @@ def fail_or_crash(config: RunConfig, options: SweepOptions, progress=None) -> Ru
     if progress is not None:
         progress(1, 1)
     return RunOutcome(config.key(), run_label(config), ok=True)
+
+
+class InlineExecutor:
+    """Runs each config with :func:`run_one` in this process, one after the other."""
+
+    workers = 1
+
+    def run(self, configs: list[RunConfig], options: SweepOptions, events=None) -> list[RunOutcome]:
+        return [run_one(config, options) for config in configs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import signal
@@ -109,3 +110,40 @@ def test_kill_9_then_rerun_keeps_finished_runs_and_resumes_the_interrupted_ones(
 
     regenerated = pd.read_csv(write_leaderboard(uri, "killed", tmp_path / "results")["runs.csv"])
     assert sorted(regenerated["run_key"]) == sorted(finished)
+
+
+
+def sweep_in_a_fork(configs, options, start, results) -> None:
+    import torch
+
+    import sweep_helpers
+
+    torch.set_num_threads(1)
+    start.wait()
+    report = run_sweep(configs, options, sweep_helpers.InlineExecutor())
+    results.put((len(report.outcomes) - len(report.elsewhere) - len(report.failed), len(report.elsewhere),
+                 len(report.skipped), [o.error for o in report.failed]))
+
+
+def test_two_sweeps_of_one_experiment_at_once_share_the_runs(tmp_path, session_tracking_uri):
+    """Two smoke sweeps of one grid started at the same moment (forked, so without minutes of
+    imports): each run key is claimed by one of them, trained once, recorded once."""
+    configs = expand(SweepSpec(seeds=(0, 1, 2, 3), presets=("smoke",), run={"steps": 5, "device": "cpu"}))
+    options = SweepOptions.resolve("two-sweeps", session_tracking_uri, tmp_path / "results")
+    fork = multiprocessing.get_context("fork")
+    start, results = fork.Barrier(2), fork.SimpleQueue()
+    sweeps = [fork.Process(target=sweep_in_a_fork, args=(configs, options, start, results)) for _ in range(2)]
+    for sweep in sweeps:
+        sweep.start()
+    for sweep in sweeps:
+        sweep.join(timeout=300)
+    assert [s.exitcode for s in sweeps] == [0, 0]
+    reports = [results.get() for _ in sweeps]  # (finished, left to the other, skipped, errors)
+    assert [r[3] for r in reports] == [[], []]
+    assert sum(r[0] for r in reports) == 4 and sum(r[1] for r in reports) >= 1, reports
+
+    runs = runs_by_status(session_tracking_uri, "two-sweeps")
+    assert list(runs) == ["FINISHED"]  # nothing duplicated, nothing left RUNNING or KILLED
+    assert Counter(r.data.tags["run_key"] for r in runs["FINISHED"]) == Counter({c.key(): 1 for c in configs})
+    rows = pd.read_csv(options.results_csv)
+    assert Counter(rows["run_key"]) == Counter({c.key(): 1 for c in configs})

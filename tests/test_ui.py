@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from anobench.errors import AnobenchError
 from anobench.tracking import MlflowTracker
-from anobench.ui import free_port, start_ui
+from anobench.ui import check_port, free_port, port_holder, start_ui
 
 ARTIFACTS = Path(os.environ.get("ANOBENCH_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -75,3 +83,74 @@ def test_ui_shows_the_runs_and_their_auroc(tmp_path):
         driver.quit()
     assert "auroc/knn" in body
     assert (ARTIFACTS / "mlflow_ui_experiment.png").stat().st_size > 10_000
+
+
+class FakeMlflow(BaseHTTPRequestHandler):
+    """Answers /version and /health as an MLflow server does."""
+
+    def do_GET(self) -> None:
+        body = {"/version": b"3.17.2", "/health": b"OK"}.get(self.path)
+        self.send_response(200 if body else 404)
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class OtherServer(FakeMlflow):
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.end_headers()
+
+
+@pytest.mark.parametrize(("handler", "expected"), [
+    (FakeMlflow, "taken by another MLflow UI (MLflow 3.17.2"),
+    (OtherServer, "taken by another web server (BaseHTTP"),
+], ids=["mlflow-ui", "other-web-server"])
+def test_a_taken_port_names_who_holds_it(handler, expected):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        with pytest.raises(AnobenchError) as error:
+            check_port("127.0.0.1", port)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert expected in str(error.value) and f"pid {os.getpid()}" in str(error.value)
+    assert "--port" in str(error.value)
+
+
+def test_a_port_held_by_a_program_that_does_not_answer_http_is_named():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert port_holder(port).startswith(f"pid {os.getpid()} ")
+        with pytest.raises(AnobenchError, match="a program that does not answer HTTP; held by pid"):
+            check_port("127.0.0.1", port)
+    check_port("127.0.0.1", port)  # free again
+
+
+def test_sigterm_stops_the_ui_and_its_uvicorn_child(session_tracking_uri):
+    MlflowTracker(session_tracking_uri).prepare()
+    port = free_port()
+    ui = subprocess.Popen([str(Path(sys.executable).parent / "anobench"), "ui", "--port", str(port)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, holder = time.monotonic() + 240, None
+    while holder is None:
+        assert ui.poll() is None and time.monotonic() < deadline, ui.stderr.read() if ui.poll() is not None else "no UI"
+        time.sleep(0.5)
+        holder = port_holder(port)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=60) as response:
+        assert response.status == 200
+    group = os.getpgid(int(holder.split()[1]))  # the server's own process group
+    assert group != os.getpgid(ui.pid)
+    ui.send_signal(signal.SIGTERM)
+    _, stderr = ui.communicate(timeout=60)
+    assert ui.returncode == 0 and "MLflow UI stopped (SIGTERM)" in stderr
+    with pytest.raises(ProcessLookupError):  # no process of the server's group is left
+        os.killpg(group, 0)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2)
