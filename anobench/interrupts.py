@@ -4,9 +4,9 @@ runs (the UI's server is stopped, a sweep's workers too) instead of the process 
 
 Python runs a signal handler wherever the main thread is; when that is a finalizer or a weakref
 callback (SQLAlchemy's, during garbage collection), the exception it raises is printed as
-"Exception ignored" and dropped, and the process goes on (seen in 1 of 3 SIGTERMs to a loaded
-``anobench run``). So the interrupt is also recorded: loops call :func:`check_interrupted` at
-their safe points, and the block raises it at its end.
+"Exception ignored" and dropped, and the process goes on (about half of our SIGTERMs to
+``anobench run`` on a loaded machine). So a dropped interrupt is kept: loops call
+:func:`check_interrupted` at their safe points, and the block raises it at its end.
 
 Example:
     >>> import os, signal
@@ -22,48 +22,56 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from types import FrameType
-from typing import Iterator
+from typing import Any, Iterator
 
 
 class Terminated(KeyboardInterrupt):
     """The process received SIGTERM."""
 
 
-_received: list[int] = []
-"""The signals received within :func:`sigterm_as_interrupt`, first first."""
-
-
-def _interrupt(signum: int) -> KeyboardInterrupt:
-    return Terminated("SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt()
+_dropped: list[KeyboardInterrupt] = []
+"""Interrupts raised within :func:`sigterm_as_interrupt` that Python dropped, oldest first."""
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    _received.append(signum)
-    raise _interrupt(signum)
+    raise Terminated("SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def check_interrupted() -> None:
-    """Raise the first SIGINT or SIGTERM received within :func:`sigterm_as_interrupt` again, in
-    case its handler's raise was dropped; nothing outside the block, or without a signal."""
-    if _received:
-        raise _interrupt(_received[0])
+    """Raise again the first interrupt that Python dropped within :func:`sigterm_as_interrupt`
+    (once); nothing if none was dropped."""
+    if _dropped:
+        dropped = _dropped.pop(0)
+        raise type(dropped)(*dropped.args)
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``,
-    and a block that ends without raising one it received raises it at its end (call it from the
-    main thread)."""
-    _received.clear()
+    """Within the block, SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``; one
+    that Python drops is kept (instead of its "Exception ignored" report) for
+    :func:`check_interrupted`, and raised at the block's end if nothing raised it before (call it
+    from the main thread)."""
+    _dropped.clear()
     previous = {signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    report = sys.unraisablehook
+
+    def keep_interrupts(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _dropped.append(unraisable.exc_value)
+        else:
+            report(unraisable)
+
+    sys.unraisablehook = keep_interrupts
     try:
         yield
         check_interrupted()
     finally:
+        sys.unraisablehook = report
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _received.clear()
+        _dropped.clear()
 
 
 def signal_name(interrupt: KeyboardInterrupt) -> str:

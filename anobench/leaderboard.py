@@ -87,7 +87,7 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
     try:
         require_store(uri)
     except StoreError as error:
-        raise StoreError(f"no experiment {experiment!r}: {error}") from None
+        raise StoreError(f"no experiment {experiment!r} in {uri}: {error}") from None
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:

@@ -16,7 +16,7 @@ Example:
     >>> require_store("sqlite:///typo.db")
     Traceback (most recent call last):
     ...
-    anobench.store.StoreError: no MLflow store at typo.db (sqlite:///typo.db): check --tracking-uri; anobench run and anobench sweep create one
+    anobench.store.StoreError: no MLflow store at typo.db: check --tracking-uri; anobench run and anobench sweep create one
     >>> check_tracking_uri("bogus://x")
     Traceback (most recent call last):
     ...
@@ -45,6 +45,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306, "
 _PROFILES = ("databricks", "databricks-uc", "uc")
 """URIs that name a Databricks profile, not a location; MLflow checks those itself."""
 _PARTIAL, _INCOMPLETE = ".partial-", ".incomplete-"
+_CREATED_BY = "check --tracking-uri; anobench run and anobench sweep create one"
 
 _log = logging.getLogger(__name__)
 
@@ -245,15 +246,12 @@ def require_store(uri: str) -> None:
     if scheme == "sqlite":
         path = _sqlite_file(uri)
         if not path.is_file():
-            raise StoreError(
-                f"no MLflow store at {path} ({uri}): check --tracking-uri; anobench run and anobench "
-                "sweep create one"
-            )
+            raise StoreError(f"no MLflow store at {path}: {_CREATED_BY}")
         if not _complete(path, uri):
             _repair_or_build(path, uri)
     elif scheme in ("", "file"):
         folder = _folder_store(uri)
         if not folder.is_dir():
-            raise StoreError(f"no MLflow store at {folder} ({uri}): check --tracking-uri")
+            raise StoreError(f"no MLflow store at {folder}: {_CREATED_BY}")
     else:
         check_tracking_uri(uri)

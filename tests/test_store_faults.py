@@ -32,6 +32,7 @@ import anobench.runner
 import anobench.scheduler
 from anobench.cli import app
 from anobench.config import RunConfig, preset
+from anobench.interrupts import Terminated, check_interrupted, sigterm_as_interrupt
 from anobench.leaderboard import load_runs
 from anobench.results_csv import RESULT_COLUMNS, ResultsWriteError, append_rows, torn_last_row
 from anobench.run_ownership import HOST, PID, PID_START, RunClaimed, claim_run, process_state
@@ -378,6 +379,26 @@ def test_a_claim_is_refused_while_the_key_runs_or_is_finished(session_tracking_u
     claim_run(client, experiment_id, "stale")
     assert status(session_tracking_uri, stale) == "KILLED"
     assert process_state({HOST: socket.gethostname(), PID: str(dead_pid())}) == "dead"
+
+
+class SignalledInAFinalizer:
+    def __del__(self) -> None:  # the handler runs here, and Python drops what it raises
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_sigterm_whose_exception_python_drops_is_raised_again(monkeypatch):
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    with sigterm_as_interrupt():
+        SignalledInAFinalizer()
+        with pytest.raises(Terminated, match="SIGTERM"):
+            check_interrupted()  # what a loop calls at each step
+    with pytest.raises(Terminated, match="SIGTERM"):
+        with sigterm_as_interrupt():
+            SignalledInAFinalizer()  # and nothing checks: the block's end raises it
+    assert reported == []  # no "Exception ignored" report: it is raised again instead
+    with pytest.raises(Terminated), sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)  # not dropped: raised at once, as usual
 
 
 def running_run(uri: str, experiment: str, timeout: float = 600) -> str:
