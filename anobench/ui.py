@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Iterator
 
 from anobench.errors import AnobenchError
@@ -64,11 +65,9 @@ class UiServer:
         exit; SIGKILL after 20 s."""
         with contextlib.suppress(ProcessLookupError):  # the group has already exited
             os.killpg(self.process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        with contextlib.suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError):  # uvicorn may outlive mlflow: the group goes
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
@@ -97,7 +96,7 @@ def port_holder(port: int) -> str | None:
     for pid in filter(str.isdigit, os.listdir("/proc") if inodes else []):
         with contextlib.suppress(OSError):
             if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
-                command = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 return f"pid {pid} ({command.strip()[:120]})"
     return None
 
