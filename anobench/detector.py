@@ -98,7 +98,7 @@ def detector_state(
         if not math.isfinite(float(thresholds[spec]["threshold"])):
             continue  # too few calibration scores: no threshold, no p-values
         held_out = thresholds[spec]["threshold_source"] == "held-out"
-        calibration[spec] = torch.from_numpy(held_out_scores[spec] if held_out else scorer.score_train())
+        calibration[spec] = torch.from_numpy(held_out_scores[spec] if held_out else views.train_scores(scorer))
     crop = views.crop_transform
     assert isinstance(crop, functools.partial) and isinstance(crop.func, BatchAugmenter)
     assert isinstance(views.test_transform, functools.partial)

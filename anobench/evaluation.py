@@ -246,6 +246,14 @@ class FeatureViews:
             return self.csi("train", samples), self.csi("test", samples)
         raise ValueError(f"scorer {type(scorer).__name__} asks for unknown views {scorer.views!r}")
 
+    def train_scores(self, scorer: Scorer) -> np.ndarray:
+        """``scorer``'s leave-one-out scores of the training images (its self-match rule), given
+        what it needs: an own-head scorer scores the head's outputs on the training features;
+        every other scorer scores the bank it was fitted on."""
+        if scorer.views == "own-head":
+            return scorer.score_train(self._head(self.objective.own_scores, self.train))
+        return scorer.score_train()
+
 
 def score_all(
     scorers: dict[str, Scorer], views: FeatureViews, test_is_anomaly: torch.Tensor

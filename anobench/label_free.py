@@ -153,6 +153,7 @@ def _pair_proxies(
 
 def calibrated_threshold(
     scorer: Scorer,
+    views: FeatureViews,
     held_out_scores: np.ndarray | None,
     test_scores: np.ndarray,
     test_is_anomaly: np.ndarray,
@@ -161,7 +162,7 @@ def calibrated_threshold(
     """The scorer's threshold at ``target_fpr`` and the test rates it gives.
 
     Calibrated on ``held_out_scores`` (the held-out normals) when given, else on the training
-    normals' leave-one-out scores (``scorer.score_train()``); the test labels only measure the
+    normals' leave-one-out scores (:meth:`FeatureViews.train_scores`); the test labels only measure the
     realised rates. Empty (NaN) when the calibration set is smaller than
     :func:`~anobench.thresholds.min_calibration_scores` needs.
 
@@ -170,7 +171,7 @@ def calibrated_threshold(
         ``train-leave-one-out``), ``fpr_at_threshold`` and ``tpr_at_threshold``.
     """
     source = "held-out" if held_out_scores is not None else "train-leave-one-out"
-    calibration = held_out_scores if held_out_scores is not None else scorer.score_train()
+    calibration = held_out_scores if held_out_scores is not None else views.train_scores(scorer)
     if len(calibration) < min_calibration_scores(target_fpr):
         return {"threshold": math.nan, "threshold_source": source, "fpr_at_threshold": math.nan,
                 "tpr_at_threshold": math.nan}

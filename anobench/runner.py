@@ -359,8 +359,8 @@ def run_experiment(
         final = score(train_loss=trained.loss_since_last_eval)
         labels = task.test_is_anomaly.numpy()
         thresholds = {
-            r.spec: calibrated_threshold(scorers[r.spec], final.held_out_scores.get(r.spec), r.scores, labels,
-                                         config.target_fpr)
+            r.spec: calibrated_threshold(scorers[r.spec], final.views, final.held_out_scores.get(r.spec),
+                                         r.scores, labels, config.target_fpr)
             for r in final.results
         }
         return trained, final, thresholds

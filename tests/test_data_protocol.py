@@ -27,7 +27,7 @@ def digits():
 
 
 def test_list_datasets():
-    assert list_datasets() == ["cifar10", "cifar100", "digits", "fashion-mnist", "imagefolder"]
+    assert list_datasets() == ["cifar10", "cifar100", "digits", "fashion-mnist", "imagefolder", "mnist"]
 
 
 def test_unknown_dataset():
