@@ -88,7 +88,7 @@ def interrupted(interrupt: KeyboardInterrupt, what: str) -> typer.Exit:
 def run(
     objective: str = typer.Option("firm", help="Objective to train (anobench list shows all)."),
     scorer: list[str] = typer.Option(["knn"], help="Scorer spec, repeatable: knn, knn:k=1, mahalanobis."),
-    dataset: str = typer.Option("digits", help="digits (built in), cifar10, cifar100, fashion-mnist, imagefolder."),
+    dataset: str = typer.Option("digits", help="digits (built in), cifar10, cifar100, fashion-mnist, mnist, imagefolder, or a plugin's dataset."),
     data_root: Optional[Path] = typer.Option(None, help="Dataset folder [default: $ANOBENCH_DATA_ROOT]."),
     normal_class: str = typer.Option("0", help="Normal class, by index or name."),
     preset_name: str = typer.Option("quick", "--preset", help="Training preset: smoke, quick, paper."),
@@ -420,19 +420,16 @@ def predict(
     from rich.progress import Progress
     from rich.table import Table
 
-    from anobench.leaderboard import load_runs
-    from anobench.predict import best_run, collect_paths, load_detector, predict_files, resolve_model_uri
+    from anobench.predict import choose_run, collect_paths, load_detector, predict_files, resolve_model_uri
     from anobench.tracking import default_tracking_uri
 
     try:
         mlflow.set_tracking_uri(tracking_uri or default_tracking_uri())
-        if best == (run_ref is not None):
-            raise ConfigError("give either RUN or --best --experiment E --scorer S")
-        if best:
-            if scorer is None:
-                raise ConfigError("--best needs --scorer")
-            run_ref, why = best_run(load_runs(tracking_uri, experiment)[0], scorer)
-            err.print(f"run {run_ref}: {why}", markup=False, highlight=False)
+        if best and run_ref is not None:  # with --best, the first argument is a PATH
+            run_ref, paths = None, [Path(run_ref), *(paths or [])]
+        run_ref, why = choose_run(run_ref, best, scorer, experiment, tracking_uri)
+        if why is not None:
+            err.print(f"run {run_ref}: {why}", markup=False, highlight=False, soft_wrap=True)
         files = collect_paths(paths or [])
         if not files:
             raise ConfigError("no PATH given: name image files or folders")
@@ -455,6 +452,31 @@ def predict(
     for row in frame.itertuples(index=False):
         table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
     out.print(table)
+
+
+@app.command()
+def register(
+    run_ref: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id or runs:/ URI (or --best)."),
+    name: str = typer.Option(..., help="Registered model name: a new one, or an existing one to add a version to."),
+    best: bool = typer.Option(False, "--best", help="Register the experiment's best run for --scorer."),
+    experiment: str = typer.Option(DEFAULT_EXPERIMENT, help="MLflow experiment of --best."),
+    scorer: Optional[str] = typer.Option(None, help="Scorer of --best."),
+    tracking_uri: Optional[str] = typer.Option(None, help="MLflow store or server [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]."),
+) -> None:
+    """Put a run's logged detector in the MLflow Model Registry, tagged with the run's headline
+    metrics (docs/detector.md)."""
+    from anobench.model_registry import register_detector
+    from anobench.predict import choose_run
+
+    try:
+        run_ref, why = choose_run(run_ref, best, scorer, experiment, tracking_uri)
+        if why is not None:
+            err.print(f"run {run_ref}: {why}", markup=False, highlight=False, soft_wrap=True)
+        version = register_detector(run_ref, name, tracking_uri)
+    except AnobenchError as error:
+        raise fail(str(error)) from None
+    out.print(f"registered {version.name!r} version {version.version}: models:/{version.name}/{version.version} "
+              f"(run {version.run_id})", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("list")

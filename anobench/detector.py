@@ -44,7 +44,8 @@ from anobench.errors import AnobenchError
 from anobench.evaluation import FeatureViews, build_scorers
 from anobench.models import ContrastiveModel
 from anobench.objectives import Objective, get_objective
-from anobench.scorers import CsiFeatures, Scorer
+from anobench.scorers import Scorer
+from anobench.specs import parse_spec
 from anobench.thresholds import conformal_p_values
 from anobench.training import embed
 
@@ -54,7 +55,6 @@ STATE_FILE = "detector.pt"
 MODEL_PATH = "model"
 """Artifact path of the model in its run: ``runs:/<run id>/model``."""
 _ENTRY = Path(__file__).with_name("detector_entry.py")
-_CSI_PREFIX = "csi:train:"
 
 
 class IncompatibleModelError(AnobenchError):
@@ -64,16 +64,6 @@ class IncompatibleModelError(AnobenchError):
 def _to_json(value: Any) -> Any:
     """Tuples to lists, so a recipe round-trips through JSON."""
     return json.loads(json.dumps(value))
-
-
-def training_banks(views: FeatureViews) -> dict[str, torch.Tensor]:
-    """The training-side features ``views`` computed (what the run's scorers were fitted on)."""
-    cached = {name: views.__dict__[name] for name in ("train", "train_rotations") if name in views.__dict__}
-    for (images, samples), features in views._csi.items():
-        if images == "train":
-            cached[f"{_CSI_PREFIX}{samples}:projections"] = torch.as_tensor(features.projections)
-            cached[f"{_CSI_PREFIX}{samples}:shift_logits"] = torch.as_tensor(features.shift_logits)
-    return {name: tensor.detach().float().cpu().contiguous() for name, tensor in cached.items()}
 
 
 def detector_state(
@@ -116,7 +106,7 @@ def detector_state(
         "encoder": {k: v.cpu() for k, v in model.encoder.state_dict().items()},
         "head": {k: v.cpu() for k, v in model.head.state_dict().items()} if uses_head else {},
         "objective": {k: v.cpu() for k, v in objective.state_dict().items()},
-        "banks": training_banks(views),
+        "banks": views.train_banks(),
         "calibration": calibration,
     }
 
@@ -130,6 +120,8 @@ def log_detector(run_id: str, tracking_uri: str, state: dict[str, Any]) -> None:
     meta = json.loads(state["meta"])
     size = meta["test_transform"]["size"]
     specs = meta["config"]["scorers"]
+    # PyOD scorers need the extra; faiss is optional (the kNN scorers fall back to torch)
+    extras = "[pyod]" if any(parse_spec(spec)[0] == "pyod" for spec in specs) else ""
     outputs = Schema([ColSpec("double", f"score:{s}") for s in specs] + [ColSpec("double", "p_value"),
                                                                         ColSpec("boolean", "is_anomaly")])
     with tempfile.TemporaryDirectory() as folder:
@@ -141,7 +133,7 @@ def log_detector(run_id: str, tracking_uri: str, state: dict[str, Any]) -> None:
             signature=ModelSignature(inputs=None, outputs=outputs),
             input_example=np.zeros((1, size, size, 3), dtype=np.uint8),
             # Stated, not inferred: inference would run the model in a subprocess at every run.
-            pip_requirements=[f"anobench=={anobench.__version__}"],
+            pip_requirements=[f"anobench{extras}=={anobench.__version__}"],
             metadata={k: meta[k] for k in ("run_key", "objective", "dataset", "normal_class",
                                             "anobench_version", "format")},
         )
@@ -209,13 +201,7 @@ class Detector:
                 crop, generator=torch.Generator(device=self.device).manual_seed(self.meta["crop_seed"])),
             train_images=images[:0], test_images=images, objective=self.objective,
         )
-        for name, bank in self.banks.items():
-            if name.startswith(_CSI_PREFIX):
-                samples = int(name[len(_CSI_PREFIX):].split(":")[0])
-                views._csi[("train", samples)] = CsiFeatures(
-                    self.banks[f"{_CSI_PREFIX}{samples}:projections"], self.banks[f"{_CSI_PREFIX}{samples}:shift_logits"])
-            else:
-                setattr(views, name, bank)  # cached_property: the stored value replaces the computation
+        views.restore_train_banks(self.banks)
         return views
 
     def score(self, images: torch.Tensor) -> pd.DataFrame:

@@ -60,6 +60,8 @@ comes before the rotation, so :func:`csi_view` makes it."""
 
 CSI_SEED = 0
 """Seed of the CSI views' augmentations (CSI seeds sample t with t, whatever the run's seed)."""
+CSI_BANK_PREFIX = "csi:train:"
+"""Names of CSI's training views in :meth:`FeatureViews.train_banks`."""
 
 
 @dataclass
@@ -202,6 +204,28 @@ class FeatureViews:
             source = self.train_images if images == "train" else self.test_images
             self._csi[key] = self._csi_features(source, samples)
         return self._csi[key]
+
+    def train_banks(self) -> dict[str, torch.Tensor]:
+        """The training-side features computed so far (what the scorers were fitted on), by name:
+        ``train``, ``train_rotations``, and ``csi:train:<samples>:projections`` /
+        ``...:shift_logits``; float32, on the CPU. :meth:`restore_train_banks` puts them back."""
+        computed = self.__dict__  # cached_property values
+        banks: dict[str, Any] = {name: computed[name] for name in ("train", "train_rotations") if name in computed}
+        for (images, samples), features in self._csi.items():
+            if images == "train":
+                banks[f"{CSI_BANK_PREFIX}{samples}:projections"] = torch.as_tensor(features.projections)
+                banks[f"{CSI_BANK_PREFIX}{samples}:shift_logits"] = torch.as_tensor(features.shift_logits)
+        return {name: tensor.detach().float().cpu().contiguous() for name, tensor in banks.items()}
+
+    def restore_train_banks(self, banks: dict[str, torch.Tensor]) -> None:
+        """Use stored :meth:`train_banks` instead of embedding the training images again."""
+        for name, bank in banks.items():
+            if name.startswith(CSI_BANK_PREFIX):
+                samples = int(name[len(CSI_BANK_PREFIX):].split(":")[0])
+                self._csi[("train", samples)] = CsiFeatures(
+                    banks[f"{CSI_BANK_PREFIX}{samples}:projections"], banks[f"{CSI_BANK_PREFIX}{samples}:shift_logits"])
+            else:
+                setattr(self, name, bank)  # a cached_property: the stored value replaces the computation
 
     def _csi_features(self, images: torch.Tensor, samples: int) -> CsiFeatures:
         objective = self.objective

@@ -23,7 +23,7 @@ from PIL import Image
 from anobench.data.imagefolder import decode_image
 from anobench.data.images import to_image_tensor
 from anobench.detector import MODEL_PATH
-from anobench.errors import AnobenchError, DataError
+from anobench.errors import AnobenchError, ConfigError, DataError
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 CHUNK = 256
@@ -72,6 +72,31 @@ def best_run(rows: pd.DataFrame, scorer: str) -> tuple[str, str]:
             "highest val_auroc (label-free: held-out normals vs synthetic anomalies)"
     return str(mine.loc[mine["auroc"].idxmax(), "mlflow_run_id"]), \
         "highest test AUROC (chosen on test labels: no label-free val_auroc in this experiment)"
+
+
+def choose_run(
+    run: str | None, best: bool, scorer: str | None, experiment: str, tracking_uri: str | None = None,
+) -> tuple[str, str | None]:
+    """The run a command uses: RUN as given, or with ``best`` the experiment's best run for
+    ``scorer`` (:func:`best_run`); and how that run was picked (None for a given RUN).
+
+    Raises:
+        ConfigError: If neither or both of RUN and ``best`` are given, or ``best`` without a scorer.
+        ModelNotFoundError: If no finished run of the experiment used ``scorer``.
+
+    Example:
+        >>> choose_run("models:/my-detector/1", best=False, scorer=None, experiment="default")
+        ('models:/my-detector/1', None)
+    """
+    if best == (run is not None):
+        raise ConfigError("give either RUN or --best --experiment E --scorer S")
+    if run is not None:
+        return run, None
+    if scorer is None:
+        raise ConfigError("--best needs --scorer")
+    from anobench.leaderboard import load_runs
+
+    return best_run(load_runs(tracking_uri, experiment)[0], scorer)
 
 
 def image_suffixes() -> set[str]:

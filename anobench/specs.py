@@ -4,6 +4,8 @@ type checks of settings against their annotations.
 Example:
     >>> parse_spec("knn:k=1")
     ('knn', {'k': 1})
+    >>> parse_spec("pyod:IForest:n_estimators=200")
+    ('pyod', {'detector': 'IForest', 'n_estimators': 200})
     >>> parse_assignment("tau=0.1")
     ('tau', 0.1)
     >>> matches_type(True, int), matches_type(float("inf"), float), matches_type(3, float)
@@ -66,17 +68,35 @@ def parse_assignments(texts: Iterable[str], where: str) -> dict[str, Any]:
     return params
 
 
+MEMBER_PARAMS: dict[str, str] = {"pyod": "detector"}
+"""Spec names that take a member of their family first, ``pyod:IForest:n_estimators=200``, and
+the parameter the member is passed as."""
+
+
 def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
-    """Split ``name`` or ``name:k=v,k=v`` into the name and its parameters.
+    """Split ``name`` or ``name:k=v,k=v`` into the name and its parameters; a name of
+    :data:`MEMBER_PARAMS` reads ``name:member`` and ``name:member:k=v,k=v``.
 
     Raises:
         ConfigError: If the name is empty, a parameter is not ``key=value`` (also a ``:`` without
-            parameters) or a parameter is given twice.
+            parameters), a parameter is given twice or a member is missing.
     """
     name, colon, rest = text.partition(":")
-    if not name.strip():
+    name = name.strip()
+    if not name:
         raise ConfigError(f"empty name in spec {text!r}; expected name or name:key=value,...")
-    return name.strip(), parse_assignments(rest.split(",") if colon else (), f"spec {text!r}")
+    params: dict[str, Any] = {}
+    member_param = MEMBER_PARAMS.get(name)
+    if member_param is not None and colon:
+        member, colon, rest = rest.partition(":")
+        if not member.strip() or "=" in member:
+            raise ConfigError(f"spec {text!r} names no {member_param}; expected {name}:NAME or "
+                              f"{name}:NAME:key=value,...")
+        params[member_param] = member.strip()
+    assignments = parse_assignments(rest.split(",") if colon else (), f"spec {text!r}")
+    if member_param in assignments:
+        raise ConfigError(f"parameter {member_param!r} is given twice in spec {text!r}")
+    return name, {**params, **assignments}
 
 
 _NAMES: dict[Any, tuple[str, str]] = {
@@ -140,6 +160,7 @@ def check_type(name: str, value: Any, annotation: Any) -> None:
 
 def check_params(what: str, factory: Callable[..., Any], params: dict[str, Any]) -> None:
     """Check parameter names and types against the signature of ``factory`` (a class or function).
+    A factory that takes ``**kwargs`` checks the names it does not declare itself.
 
     Raises:
         ConfigError: For a parameter the factory does not take or a value of the wrong type,
@@ -147,8 +168,9 @@ def check_params(what: str, factory: Callable[..., Any], params: dict[str, Any])
     """
     signature = inspect.signature(factory)
     hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    any_name = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
     for key, value in params.items():
-        if key not in signature.parameters:
+        if key not in signature.parameters and not any_name:
             valid = ", ".join(signature.parameters) or "none"
             raise ConfigError(f"{what}: unknown parameter {key!r}; valid parameters: {valid}")
         if key in hints:

@@ -7,7 +7,7 @@ Example:
 """
 
 # Importing the scorer modules registers their entries.
-from anobench.scorers import center, ensemble, gaussian, kernel, knn, lof  # noqa: F401
+from anobench.scorers import center, ensemble, gaussian, kernel, knn, lof, pyod  # noqa: F401
 from anobench.scorers.base import NotFittedError, Scorer
 from anobench.scorers.csi import CsiFeatures, csi_score
 from anobench.scorers.registry import get_scorer, list_scorers, register_scorer

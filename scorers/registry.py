@@ -13,7 +13,7 @@ from typing import Any
 from anobench.errors import ConfigError
 from anobench.registry import Registry
 from anobench.scorers.base import Scorer
-from anobench.specs import check_params
+from anobench.specs import check_params, matches_type
 
 SCORERS: Registry[Scorer] = Registry("scorer")
 register_scorer = SCORERS.register
@@ -61,8 +61,8 @@ def check_bank_size(spec: str, scorer: Scorer, n_bank: int | None = None) -> Non
     for key, value in scorer.get_params().items():
         if key not in NEIGHBOUR_PARAMS:
             continue
-        if value < 1:
-            raise ConfigError(f"scorer {spec!r}: {key} must be >= 1, got {value}")
+        if not matches_type(value, int) or value < 1:  # a PyOD detector's parameters are not typed
+            raise ConfigError(f"scorer {spec!r}: {key} must be a positive integer, got {value!r}")
         if n_bank is not None and value >= n_bank:
             raise ConfigError(
                 f"scorer {spec!r}: {key}={value} needs at least {value + 1} normal training images "

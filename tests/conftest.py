@@ -19,3 +19,23 @@ def isolated_environment(tmp_path, monkeypatch, session_tracking_uri):
     monkeypatch.delenv("ANOBENCH_DATA_ROOT", raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", session_tracking_uri)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def logged_run(tmp_path_factory):
+    """``(tracking URI, RunResult)`` of a tiny finished run (firm on digits, smoke preset, 2 steps)
+    whose detector is logged as its MLflow model, in experiment ``detector`` of a store of its own.
+    Its scorers read plain features and (``knn-ens``) random test-time crops."""
+    import dataclasses
+
+    from anobench.config import RunConfig, preset
+    from anobench.runner import run_experiment
+    from anobench.tracking import MlflowTracker
+
+    folder = tmp_path_factory.mktemp("logged_run")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    config = RunConfig(objective="firm", scorers=["knn", "mahalanobis", "knn-ens"],
+                       train=dataclasses.replace(preset("smoke"), steps=2), preset="smoke")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)  # the experiment's artifacts (./mlruns) go next to the store
+        return uri, run_experiment(config, MlflowTracker(uri, "detector"))

@@ -12,12 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from anobench.config import RunConfig, preset
 from anobench.detector import STATE_FILE, Detector, IncompatibleModelError
-from anobench.runner import run_experiment
-from anobench.tracking import MlflowTracker
-
-SCORERS = ["knn", "mahalanobis", "knn-ens"]  # plain features, and random test-time crops
 
 RELOAD = """
 import sys, mlflow, numpy as np, pandas as pd
@@ -29,14 +24,6 @@ model.predict(images).to_csv(sys.argv[3], index=False)
 """
 
 
-@pytest.fixture(scope="module")
-def logged_run(tmp_path_factory):
-    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    config = RunConfig(objective="firm", scorers=SCORERS, train=dataclasses.replace(preset("smoke"), steps=2),
-                       preset="smoke")
-    return uri, run_experiment(config, MlflowTracker(uri, "detector"))
-
-
 def test_fresh_process_reproduces_test_scores(logged_run, tmp_path):
     import mlflow
 
@@ -46,11 +33,11 @@ def test_fresh_process_reproduces_test_scores(logged_run, tmp_path):
     predicted = pd.read_csv(out)
     mlflow.set_tracking_uri(uri)
     logged = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/test_scores.csv"))
-    for spec in SCORERS:
+    for spec in result.config.scorers:
         np.testing.assert_array_equal(predicted[f"score:{spec}"], logged[f"score:{spec}"])
         threshold = result.thresholds[spec]["threshold"]
         np.testing.assert_array_equal(predicted[f"is_anomaly:{spec}"], logged[f"score:{spec}"] > threshold)
-    assert (predicted["p_value"] == predicted[f"p_value:{SCORERS[0]}"]).all()
+    assert (predicted["p_value"] == predicted[f"p_value:{result.config.scorers[0]}"]).all()
     assert predicted["p_value"].between(0, 1).all()
 
 
@@ -68,3 +55,28 @@ def test_other_format_is_refused(logged_run, tmp_path):
     with pytest.raises(IncompatibleModelError, match="format 999"):
         Detector().load(tmp_path / STATE_FILE)
     assert "head" in state and not state["head"]  # no scorer reads projections: head left out
+
+
+@pytest.mark.parametrize("objective, scorers", [("csi", ["csi:samples=1", "knn"]), ("oe", ["oe-head", "knn"])])
+def test_models_with_heads_reproduce_test_scores(objective, scorers, tmp_path, monkeypatch):
+    """The shift head and CSI's training views (csi), the OE head (oe-head): the reloaded model
+    scores the run's test images exactly as the run did."""
+    import mlflow
+
+    from anobench.config import RunConfig, preset
+    from anobench.data import load_dataset
+    from anobench.runner import run_experiment
+    from anobench.tracking import MlflowTracker
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = RunConfig(objective=objective, scorers=scorers, preset="smoke",
+                       train=dataclasses.replace(preset("smoke"), steps=2))
+    result = run_experiment(config, MlflowTracker(uri, "heads"))
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
+    images = load_dataset("digits", None, 32).test.images.permute(0, 2, 3, 1).numpy()
+    predicted = model.predict(images)
+    logged = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/test_scores.csv"))
+    for spec in scorers:
+        np.testing.assert_array_equal(predicted[f"score:{spec}"], logged[f"score:{spec}"])

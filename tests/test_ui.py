@@ -1,8 +1,9 @@
-"""`anobench ui`: the MLflow UI shows the runs and their AUROC in a real headless browser.
+"""`anobench ui`: the MLflow UI shows the runs, their AUROC, a run's logged detector and the
+registered detectors (`anobench register`) in a real headless browser.
 
 Needs Debian's chromium and chromium-driver (.ci/run installs them); without them the test is
-skipped locally and fails in CI. The screenshot goes to $ANOBENCH_TEST_ARTIFACTS (default
-test-artifacts/ in the repository) as an artifact of the test run.
+skipped locally and fails in CI. The screenshots go to $ANOBENCH_TEST_ARTIFACTS (default
+test-artifacts/ in the repository) as artifacts of the test run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from anobench.errors import AnobenchError
+from anobench.model_registry import register_detector
 from anobench.tracking import MlflowTracker
 from anobench.ui import check_port, free_port, port_holder, start_ui
 
@@ -54,9 +56,12 @@ def wait_for_text(driver, texts, timeout=90.0) -> str:
     raise AssertionError(f"{texts} not all on the page; it shows: {body[:2000]!r}")
 
 
-def test_ui_shows_the_runs_and_their_auroc(tmp_path):
+def test_ui_shows_the_runs_their_auroc_and_the_detectors(tmp_path, logged_run):
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = MlflowTracker(uri, "ui-check")
+    client = tracker._client()
     names = []
     for objective, auroc in (("firm", 0.97), ("simclr", 0.91)):
         name = f"{objective}-digits-0-s0"
@@ -64,11 +69,16 @@ def test_ui_shows_the_runs_and_their_auroc(tmp_path):
                 "seed": "0", "preset": "smoke", "run_key": objective}
         with tracker.start_run(name, tags) as run:
             run.log_metrics({"auroc/knn": auroc}, step=20)
+            if objective == "firm":  # a real detector's files as this run's model
+                model = mlflow.artifacts.download_artifacts(f"runs:/{logged_run[1].run_id}/model",
+                                                            dst_path=str(tmp_path), tracking_uri=logged_run[0])
+                client.log_artifacts(run.run_id, model, "model")
         names.append(name)
-    client = tracker._client()
     experiment_id = tracker.experiment_id(client)
 
     driver = browser()
+    from selenium.webdriver.support.ui import WebDriverWait  # there is selenium: browser() skips without it
+
     try:
         with start_ui(uri, port=free_port()) as server:
             driver.get(f"{server.url}/#/experiments/{experiment_id}/runs")
@@ -79,6 +89,17 @@ def test_ui_shows_the_runs_and_their_auroc(tmp_path):
             driver.get(f"{server.url}/#/experiments/{experiment_id}/runs/{run_id}")
             body = wait_for_text(driver, ["auroc/knn", "0.97"])
             driver.save_screenshot(str(ARTIFACTS / "mlflow_ui_run.png"))
+            # the run's artifacts know its model folder as an MLflow model: they offer to register it
+            driver.get(f"{server.url}/#/experiments/{experiment_id}/runs/{run_id}/artifacts")
+            WebDriverWait(driver, 90).until(lambda d: d.find_element(
+                "css selector", '[data-testid="artifact-tree-node"][artifact-name="model"]')).click()
+            wait_for_text(driver, ["MLmodel", "detector_entry.py", "Register model"])
+            driver.save_screenshot(str(ARTIFACTS / "mlflow_ui_model.png"))
+            version = register_detector(run_id, "ui-detector", uri)
+            driver.get(f"{server.url}/#/models")
+            wait_for_text(driver, ["Registered Models", "ui-detector", f"Version {version.version}"])
+            driver.find_element("css selector", f'a[href="#/models/ui-detector/versions/{version.version}"]')
+            driver.save_screenshot(str(ARTIFACTS / "mlflow_ui_registered_models.png"))
     finally:
         driver.quit()
     assert "auroc/knn" in body
