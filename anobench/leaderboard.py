@@ -43,8 +43,9 @@ from anobench.config import RunConfig, TrainConfig
 from anobench.errors import AnobenchError
 from anobench.label_free import PROXIES, RUN_PROXIES, SCORER_PROXIES, THRESHOLD_COLUMNS
 from anobench.markdown import mean_std_cell, number_cell, pipe_table
+from anobench.plugins import row_plugins
 from anobench.provenance import ENVIRONMENT_TAGS
-from anobench.results_csv import RESULT_COLUMNS, SCHEMA_VERSION, config_columns
+from anobench.results_csv import PLUGINS_COLUMN, RESULT_COLUMNS, SCHEMA_VERSION, config_columns
 from anobench.run_ownership import reap_orphans
 from anobench.store import StoreError, require_store
 from anobench.store_lock import store_lock
@@ -133,6 +134,7 @@ def load_runs(tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIM
                 "threshold_source": run.data.tags.get(metric_key("threshold_source", spec), ""),
                 **config_columns(config),
                 **{column: run.data.tags.get(tag, "") for column, tag in ENVIRONMENT_TAGS.items()},
+                PLUGINS_COLUMN: row_plugins(run.data.tags, spec),
                 "schema_version": SCHEMA_VERSION,
             }
             rows.append(row)
@@ -186,6 +188,16 @@ def _mean_and_seed_std(rows: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
+def _distributions(plugins: pd.Series) -> str:
+    """The plugin distributions of a row's runs, ``"name version, ..."`` sorted (empty for built-ins).
+
+    Example:
+        >>> _distributions(pd.Series(["a 1.0, b 2", "", "a 1.0"]))
+        'a 1.0, b 2'
+    """
+    return ", ".join(sorted({name for text in plugins.fillna("") for name in str(text).split(", ") if name}))
+
+
 def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Objective x scorer: mean AUROC ± std over seeds, rank, AULC and a paired test against the
     best row of the same dataset, outliers and preset.
@@ -199,6 +211,7 @@ def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
     extra = rows.groupby(GROUP).agg(
         n_runs=("run_key", "nunique"), n_classes=("normal_class_name", "nunique"), aulc_mean=("aulc", "mean"),
         aupr_mean=("aupr", "mean"), fpr95_mean=("fpr95", "mean"), train_wall_s_mean=("train_wall_s", "mean"),
+        plugins=(PLUGINS_COLUMN, _distributions),
     ).reset_index()
     table = summary.merge(extra, on=GROUP)
     table["rank"] = table.groupby(ARENA)["auroc_mean"].rank(ascending=False, method="min").astype(int)
@@ -244,12 +257,16 @@ def selection_markdown(selection: pd.DataFrame) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """The leaderboard as a Markdown table."""
+    """The leaderboard as a Markdown table; with a ``plugins`` column when a row comes from a plugin."""
     columns = ["dataset", "outliers", "preset", "rank", "objective", "scorer", "AUROC (mean ± std)", "AULC",
                "seeds", "p vs best"]
     rows = [[r["dataset"], r["outliers"], r["preset"], r["rank"], r["objective"], r["scorer"],
              mean_std_cell(r["auroc_mean"], r["auroc_std"], ".4f"), number_cell(r["aulc_mean"], ".4f"), r["n_seeds"],
              number_cell(r["p_value_vs_best"], ".3g")] for _, r in table.iterrows()]
+    if table["plugins"].astype(bool).any():
+        columns.append("plugins")
+        for row, plugins in zip(rows, table["plugins"]):
+            row.append(plugins)
     return "\n".join(pipe_table(columns, rows, right=set(columns[3:4] + columns[6:]))) + "\n"
 
 

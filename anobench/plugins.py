@@ -83,3 +83,21 @@ def plugin_tags(config: RunConfig) -> dict[str, str]:
     tags = {key: str(origin) for key, origin in origins.items()}
     tags[PLUGINS_TAG] = ", ".join(sorted({str(origin) for origin in origins.values()}))
     return tags
+
+
+def row_plugins(tags: dict[str, str], scorer_spec: str) -> str:
+    """The distributions behind one results row (one scorer of a run), from the run's
+    :func:`plugin_tags`: every plugin entry of the run except the scorers of its other rows.
+
+    Example:
+        >>> tags = {"anobench.objectives.firm-rot": "ex 0.1", "anobench.scorers.mean-sim": "ex 0.1",
+        ...         "anobench.scorers.other": "more 2", "run_key": "abc"}
+        >>> row_plugins(tags, "knn"), row_plugins(tags, "other:k=3")
+        ('ex 0.1', 'ex 0.1, more 2')
+    """
+    groups = {registry.group for registry in REGISTRIES.values()}
+    own_scorer = f"{SCORERS.group}.{parse_spec(scorer_spec)[0]}"
+    return ", ".join(sorted({
+        origin for key, origin in tags.items()
+        if key.rpartition(".")[0] in groups and (not key.startswith(f"{SCORERS.group}.") or key == own_scorer)
+    }))

@@ -25,11 +25,11 @@ from anobench.provenance import ENVIRONMENT_TAGS
 
 _log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: adds ``aulc``, every config setting as a column and ``schema_version`` to version 1;
 3 adds the environment a result depends on (``torch_threads``, ``hardware``, ``versions``);
 4 adds the label-free proxies and the calibrated threshold (:data:`LABEL_FREE_COLUMNS`) and the
-settings ``val_fraction``, ``val_outliers`` and ``target_fpr``."""
+settings ``val_fraction``, ``val_outliers`` and ``target_fpr``; 5 adds ``plugins``."""
 
 _BASE_COLUMNS: tuple[str, ...] = (
     "run_key", "mlflow_run_id", "finished_at", "objective", "outliers", "dataset",
@@ -45,8 +45,12 @@ schema version 3."""
 LABEL_FREE_COLUMNS: tuple[str, ...] = PROXIES + THRESHOLD_COLUMNS
 """The final model's label-free proxies and the scorer's calibrated threshold
 (:mod:`anobench.label_free`); empty where not computed and for runs before schema version 4."""
+PLUGINS_COLUMN = "plugins"
+"""The distributions of the plugin entries behind a row, ``"name version, ..."``
+(:func:`anobench.plugins.row_plugins`); empty for built-ins only and for runs before schema 5."""
 RESULT_COLUMNS: tuple[str, ...] = (
-    _BASE_COLUMNS + ("aulc",) + LABEL_FREE_COLUMNS + _CONFIG_COLUMNS + ENVIRONMENT_COLUMNS + ("schema_version",)
+    _BASE_COLUMNS + ("aulc",) + LABEL_FREE_COLUMNS + _CONFIG_COLUMNS + ENVIRONMENT_COLUMNS + (PLUGINS_COLUMN,)
+    + ("schema_version",)
 )
 
 

@@ -43,9 +43,11 @@ from anobench.models import ContrastiveModel
 from anobench.objectives import get_objective
 from anobench.outliers import get_generator
 from anobench.plots import roc_figure
-from anobench.plugins import plugin_tags
+from anobench.plugins import plugin_tags, row_plugins
 from anobench.provenance import ENVIRONMENT_TAGS, environment_record
-from anobench.results_csv import SCHEMA_VERSION, ResultsWriteError, append_rows, check_writable, config_columns
+from anobench.results_csv import (
+    PLUGINS_COLUMN, SCHEMA_VERSION, ResultsWriteError, append_rows, check_writable, config_columns,
+)
 from anobench.tracking import MlflowRun, MlflowTracker, git_commit, metric_key
 from anobench.training import StepInfo, TrainResult, embed, train
 
@@ -390,6 +392,7 @@ def run_experiment(
     if results_csv is not None:
         finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
         environment = environment_record(device)
+        plugins = plugin_tags(config)
         curves = convergence_curves(trained, results)
         rows = [
             {
@@ -402,7 +405,8 @@ def run_experiment(
                 "total_wall_s": round(total, 3), "config_json": config.to_json(),
                 "aulc": aulc(curves[r.spec], trained.steps) if r.spec in curves else "",
                 **proxy_columns(final.proxies, r.spec), **thresholds[r.spec],
-                **config_columns(config), **environment, "schema_version": SCHEMA_VERSION,
+                **config_columns(config), **environment, PLUGINS_COLUMN: row_plugins(plugins, r.spec),
+                "schema_version": SCHEMA_VERSION,
             }
             for r in results
         ]

@@ -130,7 +130,7 @@ def test_figures_keep_one_colour_per_objective_across_panels():
 def result_row(normal_class: str, seed: int, auroc: float, objective: str = "firm") -> dict:
     return {"dataset": "d", "outliers": "o", "preset": "p", "objective": objective, "scorer": "knn",
             "normal_class_name": normal_class, "seed": seed, "auroc": auroc, "run_key": f"{normal_class}{seed}",
-            "aulc": 0.5, "aupr": 0.5, "fpr95": 0.5, "train_wall_s": 1.0}
+            "aulc": 0.5, "aupr": 0.5, "fpr95": 0.5, "train_wall_s": 1.0, "plugins": ""}
 
 
 def test_partial_seeds_compare_seeds_on_common_classes_only():

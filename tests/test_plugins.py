@@ -180,6 +180,7 @@ def test_the_example_plugin_runs_sweeps_and_ranks_beside_firm(tmp_path, installe
     rows = pd.read_csv(tmp_path / "results" / "plugin-run" / "runs.csv")
     assert set(rows["objective"]) == {"firm-rot"} and sorted(rows["scorer"]) == ["knn", "mean-sim"]
     assert rows["auroc"].between(0, 1).all()
+    assert set(rows["plugins"]) == {"anobench-plugin-example 0.1.0"}
 
     sweep = runner.invoke(app, ["sweep", "--objective", "firm", "--objective", "firm-rot", *smoke,
                                 "--eval-checkpoints", "2", "--seeds", "0", "--classes", "0", "--workers", "1",
@@ -189,6 +190,11 @@ def test_the_example_plugin_runs_sweeps_and_ranks_beside_firm(tmp_path, installe
 
     board = runner.invoke(app, ["leaderboard", "--experiment", "plugin-sweep", "--reference", "firm"])
     assert board.exit_code == 0, board.output
-    table = pd.read_csv(tmp_path / "results" / "plugin-sweep" / "leaderboard.csv")
+    table = pd.read_csv(tmp_path / "results" / "plugin-sweep" / "leaderboard.csv", keep_default_na=False)
     assert {"firm", "firm-rot"} <= set(table["objective"])
+    by_objective_scorer = dict(zip(zip(table["objective"], table["scorer"]), table["plugins"]))
+    assert by_objective_scorer[("firm", "knn")] == ""  # the run's other scorer is a plugin's
+    assert by_objective_scorer[("firm", "mean-sim")] == "anobench-plugin-example 0.1.0"
+    assert by_objective_scorer[("firm-rot", "knn")] == "anobench-plugin-example 0.1.0"
+    assert "| plugins |" in (tmp_path / "results" / "plugin-sweep" / "leaderboard.md").read_text().replace("|plugins|", "| plugins |")
     assert "mean-sim" in set(pd.read_csv(tmp_path / "results" / "plugin-sweep" / "runs.csv")["scorer"])
