@@ -27,4 +27,4 @@ run: $(STAMP)
 	$(VENV)/bin/anobench run --objective firm --scorer knn
 
 test: $(STAMP) browser
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=20

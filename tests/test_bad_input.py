@@ -22,7 +22,7 @@ import anobench.cli
 import anobench.runner
 import anobench.scheduler
 from anobench.cli import app
-from anobench.config import RunConfig, TrainConfig, preset
+from anobench.config import RunConfig, preset
 from anobench.errors import AnobenchError
 from anobench.runner import run_experiment
 from fakedata import write_cifar10, write_imagefolder
