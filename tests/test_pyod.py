@@ -106,7 +106,7 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
     assert line == "error: scorer 'pyod:ECOD' needs PyOD: pip install 'anobench[pyod]'"
 
 
-def test_sweep_leaderboard_and_reloaded_model(tmp_path) -> None:
+def test_sweep_leaderboard_and_reloaded_model(tmp_path, session_tracking_uri) -> None:
     import mlflow
 
     from anobench.data import load_dataset
@@ -124,6 +124,7 @@ def test_sweep_leaderboard_and_reloaded_model(tmp_path) -> None:
     assert np.isfinite(table["auroc_mean"]).all() and table["auroc_mean"].between(0, 1).all()
 
     # The logged model stores the bank and refits each detector on it: same scores as the run.
+    mlflow.set_tracking_uri(session_tracking_uri)  # the sweep's store, whatever an earlier test set
     experiment = mlflow.get_experiment_by_name("pyod").experiment_id
     run_id = mlflow.MlflowClient().search_runs([experiment])[0].info.run_id
     model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
