@@ -361,7 +361,7 @@ def leaderboard(
     reference: Optional[str] = typer.Option(None, help="Objective compared with every other one: paired tests and convergence speed-ups."),
 ) -> None:
     """Write runs.csv, per_class.csv, leaderboard.csv/.md, curves.csv and plots of an experiment's finished runs."""
-    from anobench.leaderboard import write_leaderboard
+    from anobench.report.leaderboard import write_leaderboard
     from anobench.results_csv import torn_last_row
 
     try:

@@ -94,7 +94,7 @@ def choose_run(
         return run, None
     if scorer is None:
         raise ConfigError("--best needs --scorer")
-    from anobench.leaderboard import load_runs
+    from anobench.report.leaderboard import load_runs
 
     return best_run(load_runs(tracking_uri, experiment)[0], scorer)
 

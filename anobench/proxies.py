@@ -1,5 +1,5 @@
 """Label-free selection proxies: numbers computed without a single labelled anomaly that may
-predict test AUROC (docs/selection.md). Whether one does is measured by ``anobench.selection``.
+predict test AUROC (docs/selection.md). Whether one does is measured by ``anobench.report.selection``.
 
 - :func:`rankme`: effective rank of the encoder features (Garrido et al., ICML 2023).
 - :func:`alignment` and :func:`uniformity`: of the L2-normalised projections (Wang and Isola,

@@ -6,7 +6,7 @@ tables built from the committed files (runs.csv, curves.csv, leaderboard.csv/.md
 paired_vs_firm.csv, convergence_vs_firm.csv, comparison_vs_firm.md, selection_inflation.csv); the
 hand-written text around them is kept.
 
-The verdicts use the statistics of :mod:`anobench.comparison`: the class is the unit (seeds
+The verdicts use the statistics of :mod:`anobench.report.comparison`: the class is the unit (seeds
 averaged first), significance is judged on Holm-adjusted p-values over the family of the claims
 table (the paired t-test, beside it the Wilcoxon test, for the two gains; the sign test over
 classes for the two speed-ups: :func:`claim_family`), and a speed-up's median
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anobench.comparison import PAIR, convergence_summary, holm, paired_units
-from anobench.markdown import mean_std_cell, number_cell, pipe_table
-from anobench.selection_inflation import SELECTION
+from anobench.report.comparison import PAIR, convergence_summary, holm, paired_units
+from anobench.report.markdown import mean_std_cell, number_cell, pipe_table
+from anobench.report.selection_inflation import SELECTION
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
 HEADLINE_START, HEADLINE_END = "<!-- cifar10-cpu headline:start -->", "<!-- cifar10-cpu headline:end -->"
@@ -148,7 +148,7 @@ def judge_best_class(runs: pd.DataFrame, other: str, claimed: float) -> tuple[st
 
 
 def judge_speedup(summary: pd.Series, claimed: float) -> tuple[str, str]:
-    """A row of :func:`~anobench.comparison.convergence_summary` and the verdict against
+    """A row of :func:`~anobench.report.comparison.convergence_summary` and the verdict against
     ``claimed``: FIRM is faster when the Holm-adjusted sign test over classes gives p < 0.05 and
     the median over all pairs is above 1; "about Nx" holds when, in addition, the median is at
     least N / 1.5; reversed when the test finds more classes slower."""

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anobench.comparison import convergence_summary
+from anobench.report.comparison import convergence_summary
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "cifar10_report.py"
 spec = importlib.util.spec_from_file_location("cifar10_report", SCRIPT)

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anobench.cli import app
-from anobench.comparison import (
+from anobench.report.comparison import (
     PAIRED_COLUMNS,
     UNITS,
     convergence_summary,
@@ -486,7 +486,7 @@ def test_leaderboard_reference_must_exist(tmp_path):
 
 
 def test_pipe_table_aligns_numbers_and_checks_row_width():
-    from anobench.markdown import number_cell, pipe_table
+    from anobench.report.markdown import number_cell, pipe_table
 
     assert pipe_table(["a", "n"], [["x", 1], ["y", number_cell(float("nan"), ".2f")]], right={"n"}) == [
         "| a | n |", "|---|---:|", "| x | 1 |", "| y |  |"]

@@ -22,7 +22,7 @@ MODULES = sorted(
 
 
 def test_every_package_is_walked():
-    assert {"anobench.comparison", "anobench.objectives.contrastive", "anobench.scorers.knn"} <= set(MODULES)
+    assert {"anobench.report.comparison", "anobench.objectives.contrastive", "anobench.scorers.knn"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

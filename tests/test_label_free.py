@@ -17,7 +17,7 @@ from anobench.config import RunConfig, preset
 from anobench.data import load_dataset, one_class_task
 from anobench.data.holdout import holdout_split
 from anobench.label_free import PROXIES, THRESHOLD_COLUMNS
-from anobench.leaderboard import write_leaderboard
+from anobench.report.leaderboard import write_leaderboard
 from anobench.runner import run_experiment
 from anobench.tracking import MlflowTracker
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from anobench.cli import app
 from anobench.config import RunConfig, preset
-from anobench.leaderboard import leaderboard_table, markdown_table, per_class_table
+from anobench.report.leaderboard import leaderboard_table, markdown_table, per_class_table
 from anobench.results_csv import RESULT_COLUMNS, SCHEMA_VERSION
 from anobench.runner import run_tags
 from anobench.tracking import MlflowTracker
@@ -106,7 +106,7 @@ def test_missing_experiment_is_one_error_line(tmp_path):
 def test_figures_keep_one_colour_per_objective_across_panels():
     from matplotlib.container import BarContainer
 
-    from anobench.leaderboard import curves_figure, per_class_figure
+    from anobench.report.leaderboard import curves_figure, per_class_figure
 
     curves = pd.DataFrame([{"scorer": s, "objective": o, "progress": p, "auroc": 0.6 + p / 4, "normal_class_name": "a"}
                            for s, objectives in [("csi", ["csi"]), ("knn", ["csi", "firm", "oe"]), ("oe-head", ["oe"])]

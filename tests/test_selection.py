@@ -1,4 +1,4 @@
-"""Measuring label-free proxies against test AUROC (anobench.selection)."""
+"""Measuring label-free proxies against test AUROC (anobench.report.selection)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from anobench.errors import UnknownNameError
 from anobench.metrics import auroc
-from anobench.selection import (
+from anobench.report.selection import (
     COLUMNS,
     GROUP,
     LEVELS,

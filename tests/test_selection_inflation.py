@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anobench.selection_inflation import COLUMNS, SELECTION, selection_inflation
+from anobench.report.selection_inflation import COLUMNS, SELECTION, selection_inflation
 
 STUDY = Path(__file__).resolve().parent.parent / "results" / "cifar10-cpu" / "curves.csv"
 ARENA = {"dataset": "d", "outliers": "o", "preset": "p"}

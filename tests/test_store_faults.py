@@ -33,7 +33,7 @@ import anobench.scheduler
 from anobench.cli import app
 from anobench.config import RunConfig, preset
 from anobench.interrupts import Terminated, check_interrupted, sigterm_as_interrupt
-from anobench.leaderboard import load_runs
+from anobench.report.leaderboard import load_runs
 from anobench.results_csv import RESULT_COLUMNS, ResultsWriteError, append_rows, torn_last_row
 from anobench.run_ownership import HOST, PID, PID_START, RunClaimed, claim_run, process_state
 from anobench.scheduler import SweepOptions, plan

@@ -106,7 +106,7 @@ def test_kill_9_then_rerun_keeps_finished_runs_and_resumes_the_interrupted_ones(
     assert rows["run_key"].is_unique and set(rows["run_key"]) <= set(finished)
     assert not list(ckpt_dir.glob("*.pt"))
 
-    from anobench.leaderboard import write_leaderboard
+    from anobench.report.leaderboard import write_leaderboard
 
     regenerated = pd.read_csv(write_leaderboard(uri, "killed", tmp_path / "results")["runs.csv"])
     assert sorted(regenerated["run_key"]) == sorted(finished)

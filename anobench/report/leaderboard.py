@@ -14,13 +14,13 @@ Files written under ``OUTPUT_DIR/<experiment>/`` (the columns are documented in 
 - ``auroc_curves.png`` (AUROC versus training progress per objective, the AULC picture) and
   ``per_class_auroc.png``;
 - ``selection.csv`` (runs with curves and label-free proxies): how well each proxy picks the
-  objective and the checkpoint that test AUROC would (:mod:`anobench.selection`), also a section
+  objective and the checkpoint that test AUROC would (:mod:`anobench.report.selection`), also a section
   of ``leaderboard.md``;
 - ``selection_inflation.csv`` (runs with curves): the last-step AUROC against the best
-  checkpoint chosen on test labels (:mod:`anobench.selection_inflation`);
+  checkpoint chosen on test labels (:mod:`anobench.report.selection_inflation`);
 - with a reference objective (``--reference firm``): ``paired_vs_firm.csv`` (unit: the class),
   ``paired_vs_firm_class_seed.csv`` (unit: class x seed), ``convergence_vs_firm.csv`` and
-  ``comparison_vs_firm.md`` (:mod:`anobench.comparison`).
+  ``comparison_vs_firm.md`` (:mod:`anobench.report.comparison`).
 
 Example:
     >>> paths = write_leaderboard(experiment="digits-smoke")  # doctest: +SKIP
@@ -38,13 +38,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anobench.comparison import paired_stats, paired_units
 from anobench.config import RunConfig, TrainConfig
 from anobench.errors import AnobenchError
 from anobench.label_free import PROXIES, RUN_PROXIES, SCORER_PROXIES, THRESHOLD_COLUMNS
-from anobench.markdown import mean_std_cell, number_cell, pipe_table
 from anobench.plugins import row_plugins
 from anobench.provenance import ENVIRONMENT_TAGS
+from anobench.report.comparison import paired_stats, paired_units
+from anobench.report.markdown import mean_std_cell, number_cell, pipe_table
 from anobench.results_csv import PLUGINS_COLUMN, RESULT_COLUMNS, SCHEMA_VERSION, config_columns
 from anobench.run_ownership import reap_orphans
 from anobench.store import StoreError, require_store
@@ -204,7 +204,7 @@ def leaderboard_table(rows: pd.DataFrame) -> pd.DataFrame:
 
     The test is a paired t-test with the class as the unit: over the (class, seed) pairs both rows
     have (``n_pairs``), each row's AUROC is averaged over the seeds per class, and the classes are
-    the sample (:func:`anobench.comparison.paired_units`). The best row's p-value is empty, as is
+    the sample (:func:`anobench.report.comparison.paired_units`). The best row's p-value is empty, as is
     one with fewer than two classes.
     """
     summary = _mean_and_seed_std(rows)
@@ -367,9 +367,9 @@ def write_leaderboard(
     """
     import matplotlib.pyplot as plt
 
-    from anobench.comparison import comparison_markdown, convergence_summary, convergence_table, paired_table
-    from anobench.selection import selection_table
-    from anobench.selection_inflation import selection_inflation
+    from anobench.report.comparison import comparison_markdown, convergence_summary, convergence_table, paired_table
+    from anobench.report.selection import selection_table
+    from anobench.report.selection_inflation import selection_inflation
 
     rows, curves = load_runs(tracking_uri, experiment)
     folder = output_dir / experiment

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from anobench.errors import AnobenchError
-from anobench.markdown import number_cell, pipe_table
+from anobench.report.markdown import number_cell, pipe_table
 
 ARENA = ["dataset", "outliers", "preset", "scorer"]
 PAIR = ["normal_class_name", "seed"]
