@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from anobench.report.comparison import PAIR, convergence_summary, holm, paired_units
-from anobench.report.markdown import mean_std_cell, number_cell, pipe_table
+from anobench.report.markdown import mean_std_cell, number_cell, pipe_table, replace_block
 from anobench.report.selection_inflation import SELECTION
 
 START, END = "<!-- generated:start -->", "<!-- generated:end -->"
@@ -249,14 +249,6 @@ def headline(leaderboard: pd.DataFrame, claims: list[list[str]], status: str) ->
               for claim, (text, measured, verdict) in zip(CLAIMS, claims)
               if claim.other == "simclr" and claim.kind != "best_class"]
     return "\n".join([status, "", *table, "", *versus])
-
-
-def replace_block(text: str, start: str, end: str, body: str, where: Path) -> str:
-    """``text`` with everything from ``start`` to ``end`` (markers included) replaced by ``body``."""
-    if start not in text or end not in text:
-        raise SystemExit(f"error: {where} has no {start} ... {end} block")
-    head, rest = text.split(start, 1)
-    return head + start + "\n\n" + body + "\n\n" + end + rest.split(end, 1)[1]
 
 
 def render(folder: Path, sweep: Path) -> tuple[str, str]:

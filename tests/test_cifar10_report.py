@@ -148,14 +148,6 @@ def test_headline_sorts_objectives_and_keeps_the_nt_xent_verdicts():
                          f"- FIRM paper, {report.CLAIMS[4].text}. Measured: m4; **v4**."]
 
 
-def test_replace_block_keeps_the_text_around_the_markers(tmp_path):
-    text = "intro\n<!-- a -->\nold\n<!-- b -->\noutro\n"
-    assert report.replace_block(text, "<!-- a -->", "<!-- b -->", "new", tmp_path) == (
-        "intro\n<!-- a -->\n\nnew\n\n<!-- b -->\noutro\n")
-    with pytest.raises(SystemExit, match="has no <!-- x --> ... <!-- b --> block"):
-        report.replace_block(text, "<!-- x -->", "<!-- b -->", "new", tmp_path)
-
-
 def test_claim_family_adjusts_the_claims_tests_together() -> None:
     """Holm over the claims table's four tests (2 gains + 2 speed-ups), worked out by hand:
     t family [0.01, 0.5, 0.03, 1.0] -> [0.04, 1.0, 0.09, 1.0]; Wilcoxon family

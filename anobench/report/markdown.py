@@ -1,9 +1,11 @@
-"""Markdown pipe tables, as written into the leaderboard and comparison files."""
+"""Markdown pipe tables, as written into the leaderboard and comparison files, and generated blocks of
+hand-written reports."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
 
 
 def pipe_table(columns: Sequence[str], rows: Iterable[Sequence[object]], right: Collection[str] = ()) -> list[str]:
@@ -49,3 +51,20 @@ def mean_std_cell(mean: float, std: float, spec: str) -> str:
         ('0.812 ± 0.012', '0.812')
     """
     return format(mean, spec) + ("" if math.isnan(std) else f" ± {format(std, spec)}")
+
+
+def replace_block(text: str, start: str, end: str, body: str, where: Path) -> str:
+    """``text`` with everything from ``start`` to ``end`` (markers kept) replaced by ``body``.
+
+    Raises:
+        SystemExit: If ``text`` (read from ``where``) lacks a marker: the report scripts stop
+            with that one line.
+
+    Example:
+        >>> replace_block("a <!-- s --> old <!-- e --> z", "<!-- s -->", "<!-- e -->", "new", Path("r.md"))
+        'a <!-- s -->\\n\\nnew\\n\\n<!-- e --> z'
+    """
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {where} has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    return head + start + "\n\n" + body + "\n\n" + end + rest.split(end, 1)[1]
