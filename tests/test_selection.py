@@ -17,11 +17,13 @@ from anobench.report.selection import (
     GROUP,
     LEVELS,
     PROXY_DIRECTIONS,
+    VERSUS_RANDOM_COLUMNS,
     cluster_bootstrap_interval,
     proxy_contexts,
     select,
     selection_table,
     spearman,
+    versus_random,
 )
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "selection.md"
@@ -300,6 +302,57 @@ def test_selection_table_matches_reference():
             expected = reference_bootstrap([by_key[k] for k in order],
                                            [k[len(GROUP)] for k in order], 50, 4, 0.95)
             assert (row[f"{stat}_low"], row[f"{stat}_high"]) == pytest.approx(expected, abs=1e-9)
+
+
+def test_versus_random_pairs_class_means_and_adjusts_the_family():
+    from scipy.stats import t as student_t
+    from scipy.stats import ttest_rel, wilcoxon
+
+    frame = study(seed=9)
+    table = versus_random(frame)
+    assert list(table.columns) == [*GROUP, *VERSUS_RANDOM_COLUMNS]
+    assert len(table) == 2 * len(PROXY_DIRECTIONS) * len(LEVELS)
+    for scorer, family in table.groupby("scorer"):
+        part = frame[frame["scorer"] == scorer]
+        raw_t, raw_w = [], []
+        for row in family.to_dict("records"):
+            ref = reference_contexts(part, row["proxy"], row["level"])
+            classes = sorted({key[len(GROUP)] for key in ref})
+            mine, chance = [], []
+            for cls in classes:
+                own = [r for key, r in ref.items() if key[len(GROUP)] == cls]
+                mine.append(sum(r["regret_points"] for r in own) / len(own))
+                chance.append(sum(r["regret_random_points"] for r in own) / len(own))
+            gains = [c - m for c, m in zip(chance, mine)]
+            n = len(gains)
+            mean = sum(gains) / n
+            sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / (n - 1))
+            half = student_t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+            assert row["n_classes"] == n
+            assert row["regret_points"] == pytest.approx(sum(mine) / n, abs=1e-9)
+            assert row["regret_random_points"] == pytest.approx(sum(chance) / n, abs=1e-9)
+            assert row["gain_points"] == pytest.approx(mean, abs=1e-9)
+            assert (row["gain_low"], row["gain_high"]) == pytest.approx((mean - half, mean + half), abs=1e-9)
+            assert row["wins"] == sum(g > 0 for g in gains) and row["losses"] == sum(g < 0 for g in gains)
+            raw_t.append(ttest_rel(chance, mine).pvalue)
+            raw_w.append(wilcoxon(gains).pvalue)
+            assert row["p_value"] == pytest.approx(raw_t[-1]) and row["p_wilcoxon"] == pytest.approx(raw_w[-1])
+        for column, raw in (("p_holm", raw_t), ("p_wilcoxon_holm", raw_w)):
+            order = sorted(range(len(raw)), key=lambda i: raw[i])
+            expected, running = [0.0] * len(raw), 0.0
+            for rank, i in enumerate(order):
+                running = max(running, min(1.0, (len(raw) - rank) * raw[i]))
+                expected[i] = running
+            assert family[column].tolist() == pytest.approx(expected)
+
+
+def test_versus_random_a_proxy_ordered_as_test_auroc_has_no_regret_and_beats_chance():
+    frame = study(seed=10)
+    better = frame.copy()
+    better["auroc"] = np.where(better["val_auroc"].isna(), better["auroc"], 0.5 + 0.01 * better["val_auroc"])
+    table = versus_random(better, ["val_auroc"]).set_index(["scorer", "level"])
+    assert (table["regret_points"] == 0).all()  # the proxy orders the candidates as test AUROC does
+    assert (table["gain_points"] > 0).all()
 
 
 def test_selection_table_keeps_missing_comparison_keys():

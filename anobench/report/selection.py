@@ -10,7 +10,9 @@ Each such choice among *candidates* (objectives or steps) is a *context*. Per co
 is scored by the Spearman correlation of the oriented proxy (see :data:`PROXY_DIRECTIONS`) with
 test AUROC over the candidates, and by the *regret*: 100 × (best test AUROC among the candidates
 − test AUROC of the candidate the proxy picked), in AUROC points. :func:`selection_table`
-averages both over contexts, with a bootstrap 95% interval that resamples normal classes.
+averages both over contexts, with a bootstrap 95% interval that resamples normal classes;
+:func:`versus_random` tests, with the class as the unit, whether a proxy's regret is lower than
+a random pick's.
 
 Test labels enter only through the ``auroc`` column, which :func:`select` never reads: shuffling
 the test labels changes no selection.
@@ -39,6 +41,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from anobench.errors import UnknownNameError
+from anobench.report.comparison import holm, paired_stats
 
 PROXY_DIRECTIONS: dict[str, int] = {
     "val_auroc": 1,
@@ -67,6 +70,12 @@ COLUMNS = [
     "spearman_high", "regret_points", "regret_low", "regret_high", "regret_random_points",
 ]
 """Columns of :func:`selection_table` after the ``by`` columns."""
+
+VERSUS_RANDOM_COLUMNS = [
+    "proxy", "level", "n_classes", "regret_points", "regret_random_points", "gain_points",
+    "gain_low", "gain_high", "wins", "losses", "p_value", "p_wilcoxon", "p_holm", "p_wilcoxon_holm",
+]
+"""Columns of :func:`versus_random` after the ``by`` columns."""
 
 
 def _direction(proxy: str) -> int:
@@ -331,3 +340,69 @@ def _summary(
     random = contexts["regret_random_points"]
     row["regret_random_points"] = float(random.mean()) if len(random) else float("nan")
     return row
+
+
+def versus_random(
+    frame: pd.DataFrame, proxies: Sequence[str] | None = None, by: Sequence[str] = GROUP
+) -> pd.DataFrame:
+    """Does picking by each proxy beat a uniformly random pick? A paired test over normal classes.
+
+    For each comparison (``by``), proxy and level, :func:`proxy_contexts` gives each context's
+    regret and a random pick's expected regret. Both are averaged per normal class first (over
+    its seeds and, at the checkpoint level, its runs): the class is the unit, as the contexts of
+    one class share its test set. The gain is random regret − proxy regret (> 0: the proxy beats
+    chance), tested by the paired t-test and, beside it, the Wilcoxon signed-rank test over
+    classes (:func:`anobench.report.comparison.paired_stats`); both are Holm-adjusted over the
+    family of every proxy and level of one comparison.
+
+    Args:
+        frame: Rows as the module docstring says, ``auroc`` included.
+        proxies: As :func:`selection_table`.
+        by: Columns of one comparison.
+
+    Returns:
+        ``by`` then :data:`VERSUS_RANDOM_COLUMNS`: ``n_classes``, the class-mean
+        ``regret_points`` and ``regret_random_points``, ``gain_points`` with its 95% t-interval
+        (``gain_low``, ``gain_high``), ``wins``/``losses`` (classes where the proxy's regret is
+        lower/higher than random's), the two-sided ``p_value`` (t) and ``p_wilcoxon`` and their
+        Holm adjustments. Statistics are NaN below two classes.
+
+    Raises:
+        As :func:`select`.
+
+    Example:
+        >>> rows = pd.DataFrame({"dataset": "d", "outliers": "o", "preset": "p", "scorer": "knn",
+        ...     "normal_class_name": ["cat"] * 2 + ["dog"] * 2 + ["owl"] * 2, "seed": 0,
+        ...     "objective": ["a", "b"] * 3, "step": 300, "auroc": [0.7, 0.9, 0.8, 0.6, 0.5, 0.7],
+        ...     "rankme": [1.0, 2.0, 2.0, 1.0, 1.0, 2.0]})
+        >>> table = versus_random(rows).round(6)
+        >>> table[["level", "n_classes", "regret_points", "gain_points", "wins"]].to_numpy().tolist()
+        [['objective', 3, 0.0, 10.0, 3], ['checkpoint', 0, nan, nan, 0]]
+    """
+    chosen = list(proxies) if proxies is not None else [
+        p for p in PROXY_DIRECTIONS if p in frame.columns
+    ]
+    out = []
+    for key, comparison in frame.groupby(list(by), dropna=False, sort=True):
+        family = []
+        for proxy in chosen:
+            for level in LEVELS:
+                contexts = proxy_contexts(comparison, proxy, level, by)
+                per_class = contexts.groupby("normal_class_name")[
+                    ["regret_points", "regret_random_points"]].mean()
+                stats = paired_stats(per_class["regret_random_points"], per_class["regret_points"])
+                family.append({
+                    **dict(zip(by, key)), "proxy": proxy, "level": level,
+                    "n_classes": len(per_class),
+                    "regret_points": float(per_class["regret_points"].mean()),
+                    "regret_random_points": float(per_class["regret_random_points"].mean()),
+                    "gain_points": stats["mean_diff"], "gain_low": stats["ci_low"],
+                    "gain_high": stats["ci_high"], "wins": stats["wins"], "losses": stats["losses"],
+                    "p_value": stats["p_value"], "p_wilcoxon": stats["p_wilcoxon"],
+                })
+        for p_column in ("p_value", "p_wilcoxon"):
+            adjusted = holm([row[p_column] for row in family])
+            for row, value in zip(family, adjusted):
+                row[p_column.replace("p_value", "p") + "_holm"] = float(value)
+        out.extend(family)
+    return pd.DataFrame(out, columns=[*by, *VERSUS_RANDOM_COLUMNS])
