@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A CIFAR-10 study, resumable from git on any machine. STUDY names it (default cifar10-cpu, the
 # objective comparison of docs/results/cifar10-cpu.md; cifar10-selection is the label-free
-# selection study of docs/selection.md): sweep file benchmarks/$STUDY.toml, experiment $STUDY,
+# selection study of docs/results/label-free-selection.md): sweep file benchmarks/$STUDY.toml, experiment $STUDY,
 # results in results/$STUDY/.
 #   benchmarks/cifar10_study.sh run      # prepare the data if needed, restore the store, sweep (hours)
 #   benchmarks/cifar10_study.sh export   # snapshot the store into results/, regenerate every file
 #   STUDY_CPUS=1 benchmarks/cifar10_study.sh run   # pinned to core 1 (one torch thread), niced, so
 #                                                  # the machine stays usable for other work
-#   STUDY=cifar10-selection STUDY_CPUS=1 benchmarks/cifar10_study.sh run
+#   STUDY=cifar10-selection STUDY_CPUS=0 benchmarks/cifar10_study.sh run &   # two sweeps, one per
+#   STUDY=cifar10-selection STUDY_CPUS=1 benchmarks/cifar10_study.sh run &   # core, share the work
 # The live MLflow store stays out of git ($STUDY_STORE); `export` copies it consistently (sqlite
 # backup) to results/$STUDY/mlflow.db, which `run` restores on a fresh machine. Finished runs
 # are skipped by their run_key (store and results/$STUDY/runs.csv), so `run` resumes.
