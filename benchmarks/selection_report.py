@@ -143,10 +143,14 @@ def scatter_figure(curves: pd.DataFrame, scorer: str) -> Figure:
     """Each proxy against test AUROC at every evaluated step after the first, one colour per objective."""
     part = curves[(curves["scorer"] == scorer) & (curves["step"] > 0)]
     proxies = [p for p in PROXY_DIRECTIONS if p in part.columns and part[p].notna().any()]
-    figure = Figure(figsize=(4 * len(proxies), 4))
-    for ax, proxy in zip(figure.subplots(1, len(proxies), squeeze=False)[0], proxies):
-        for objective, rows in part.groupby("objective"):
-            ax.scatter(rows[proxy], rows["auroc"], s=10, alpha=0.7, label=objective)
+    rows = -(-len(proxies) // 3)
+    figure = Figure(figsize=(12, 4 * rows))
+    axes = figure.subplots(rows, 3, squeeze=False).ravel()
+    for ax in axes[len(proxies):]:
+        ax.set_visible(False)
+    for ax, proxy in zip(axes, proxies):
+        for objective, points in part.groupby("objective"):
+            ax.scatter(points[proxy], points["auroc"], s=10, alpha=0.7, label=objective)
         better = "higher" if PROXY_DIRECTIONS[proxy] > 0 else "lower"
         ax.set(xlabel=f"{proxy} ({better} is better)", ylabel=f"test AUROC ({scorer})")
     figure.axes[0].legend(fontsize=7)
