@@ -61,7 +61,8 @@ def test_report_has_every_section_and_counts_runs_inside_the_interval(tmp_path):
     write_study(tmp_path, fprs)
     body = report.render(tmp_path, sweep_file(tmp_path, 3))
     assert "All 9 planned runs finished." in body
-    for title in ["What is being chosen", "Choosing the objective", "Choosing the checkpoint", "Every scorer",
+    for title in ["What is being chosen", "Choosing the objective", "Choosing the checkpoint within",
+                  "Choosing the checkpoint among the trained steps", "Every scorer",
                   "Thresholds at the 5% target FPR"]:
         assert title in body
     knn_row = next(line for line in body.splitlines() if line.startswith("| `knn` | 9 |"))
