@@ -121,16 +121,17 @@ def scorer_summary(selection: pd.DataFrame, versus: pd.DataFrame) -> str:
 
 
 def threshold_table(runs: pd.DataFrame, by: str) -> str:
-    """Realised test FPR and TPR at the threshold calibrated for the target FPR, grouped by ``by``."""
+    """Realised test FPR and TPR at the threshold calibrated for the target FPR, grouped by ``by``,
+    then over all rows."""
     rows = []
-    for key, part in runs.groupby(by, sort=True):
+    for key, part in [*runs.groupby(by, sort=True), ("all", runs)]:
         alpha = float(part["target_fpr"].iloc[0])
         n_val = holdout_size(TRAIN_PER_CLASS, float(part["val_fraction"].iloc[0]))
         low, high = realised_fpr_interval(alpha, n_val, TEST_NORMAL_PER_CLASS)
         fpr = part["fpr_at_threshold"]
         inside = int(((fpr >= low) & (fpr <= high)).sum())
         rows.append([
-            f"`{key}`", len(part), ", ".join(sorted(part["threshold_source"].astype(str).unique())),
+            key if key == "all" else f"`{key}`", len(part), ", ".join(sorted(part["threshold_source"].astype(str).unique())),
             f"{alpha:.2f}", mean_std_cell(fpr.mean(), fpr.std(), ".4f"), f"{fpr.min():.3f}–{fpr.max():.3f}",
             f"[{low:.3f}, {high:.3f}]", f"{inside}/{len(part)}", f"{part['tpr_at_threshold'].mean():.3f}",
         ])

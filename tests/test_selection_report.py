@@ -40,7 +40,7 @@ def write_study(folder: Path, fprs: list[float]) -> tuple[pd.DataFrame, pd.DataF
                     curves.append(row)
                 runs.append({"run_key": key, "objective": objective, "scorer": scorer, "normal_class_name": cls,
                              "seed": 0, "auroc": curves[-1]["auroc"], "target_fpr": 0.05, "val_fraction": 0.1,
-                             "threshold_source": "validation", "fpr_at_threshold": next(fpr),
+                             "threshold_source": "held-out", "fpr_at_threshold": next(fpr),
                              "tpr_at_threshold": 0.5})
     curves, runs = pd.DataFrame(curves), pd.DataFrame(runs)
     curves.to_csv(folder / "curves.csv", index=False)
@@ -67,6 +67,7 @@ def test_report_has_every_section_and_counts_runs_inside_the_interval(tmp_path):
         assert title in body
     knn_row = next(line for line in body.splitlines() if line.startswith("| `knn` | 9 |"))
     assert "[0.029, 0.075]" in knn_row and "| 6/9 |" in knn_row and "0.100" in knn_row
+    assert "| all | 18 | held-out |" in body and "| 12/18 |" in body  # both scorers got the same FPRs
     assert (tmp_path / "proxies_vs_auroc.png").stat().st_size > 0
     assert "**Provisional: 9 of 30 runs finished.**" in report.render(tmp_path, sweep_file(tmp_path, 10))
 
