@@ -35,6 +35,8 @@ from anobench.store import require_store
 from anobench.tracking import default_tracking_uri
 
 PROBE_TIMEOUT_S = 2.0
+GROUP_EXIT_TIMEOUT_S = 10.0
+"""How long :meth:`UiServer.stop` waits for the SIGKILLed process group to be gone."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -61,8 +63,8 @@ class UiServer:
                 return self.process.wait(timeout=1)
 
     def stop(self) -> None:
-        """Stop the server's whole process group (mlflow and its uvicorn) and wait for mlflow to
-        exit; SIGKILL after 20 s."""
+        """Stop the server's whole process group (mlflow and its uvicorn) and wait until none of
+        it is left; SIGKILL after 20 s."""
         with contextlib.suppress(ProcessLookupError):  # the group has already exited
             os.killpg(self.process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -70,6 +72,15 @@ class UiServer:
         with contextlib.suppress(ProcessLookupError):  # uvicorn may outlive mlflow: the group goes
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        # Killed members of the group die, and are reaped by init, a moment later: on a loaded
+        # machine `anobench ui` could otherwise exit while a uvicorn process still exists.
+        deadline = time.monotonic() + GROUP_EXIT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
 
 def _get(url: str) -> tuple[int, str, str]:
