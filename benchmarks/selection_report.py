@@ -169,8 +169,8 @@ def render(folder: Path, sweep: Path) -> str:
     finished = runs["run_key"].nunique()
     status = (f"All {finished} planned runs finished." if finished >= planned
               else f"**Provisional: {finished} of {planned} runs finished.**")
-    trained = curves[curves["step"] > 0]
     main_curves = curves[curves["scorer"] == MAIN_SCORER]
+    main_trained = main_curves[main_curves["step"] > 0]
     main_selection = selection[selection["scorer"] == MAIN_SCORER]
     main_versus = versus[versus["scorer"] == MAIN_SCORER]
     scatter_figure(curves, MAIN_SCORER).savefig(folder / "proxies_vs_auroc.png", dpi=80)
@@ -191,9 +191,7 @@ def render(folder: Path, sweep: Path) -> str:
          "The same choice without the untrained encoder of step 0, which no user would deploy: a proxy "
          "that prefers step 0 is penalised above only for that. Holm over this table's own family "
          "(6 proxies × 2 levels, the objective level unchanged).\n\n"
-         + proxy_table(trained[trained["scorer"] == MAIN_SCORER],
-                       selection_table(trained[trained["scorer"] == MAIN_SCORER]),
-                       versus_random(trained[trained["scorer"] == MAIN_SCORER]), "checkpoint")),
+         + proxy_table(main_trained, selection_table(main_trained), versus_random(main_trained), "checkpoint")),
         ("### Every scorer: Spearman / regret in points (random pick's regret)\n\n"
          "`*`: the proxy beats a random pick after Holm by both the t-test and the Wilcoxon test.\n\n"
          + scorer_summary(selection, versus)),

@@ -84,6 +84,11 @@ def _direction(proxy: str) -> int:
     return PROXY_DIRECTIONS[proxy]
 
 
+def _proxies(frame: pd.DataFrame, proxies: Sequence[str] | None) -> list[str]:
+    """``proxies``, or by default every key of :data:`PROXY_DIRECTIONS` that is a column of ``frame``."""
+    return list(proxies) if proxies is not None else [p for p in PROXY_DIRECTIONS if p in frame.columns]
+
+
 def _context_keys(level: str, by: Sequence[str]) -> list[str]:
     """The columns that identify one context of ``level``."""
     if level not in LEVELS:
@@ -308,9 +313,7 @@ def selection_table(
         >>> table[["proxy", "level", "n_contexts", "spearman", "regret_points"]].to_numpy().tolist()
         [['rankme', 'objective', 1, 0.5, 0.0], ['rankme', 'checkpoint', 0, nan, nan]]
     """
-    chosen = list(proxies) if proxies is not None else [
-        p for p in PROXY_DIRECTIONS if p in frame.columns
-    ]
+    chosen = _proxies(frame, proxies)
     out = []
     for key, comparison in frame.groupby(list(by), dropna=False, sort=True):
         for proxy in chosen:
@@ -379,9 +382,7 @@ def versus_random(
         >>> table[["level", "n_classes", "regret_points", "gain_points", "wins"]].to_numpy().tolist()
         [['objective', 3, 0.0, 10.0, 3], ['checkpoint', 0, nan, nan, 0]]
     """
-    chosen = list(proxies) if proxies is not None else [
-        p for p in PROXY_DIRECTIONS if p in frame.columns
-    ]
+    chosen = _proxies(frame, proxies)
     out = []
     for key, comparison in frame.groupby(list(by), dropna=False, sort=True):
         family = []
